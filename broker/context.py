@@ -1,0 +1,26 @@
+"""What a handler sees of its request: the header, the peer, and the broker it runs in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pybroker.protocol.codec import RequestHeader
+
+if TYPE_CHECKING:
+    from pybroker.broker.server import Broker
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    header: RequestHeader
+    peer: str
+    broker: Broker
+
+    @property
+    def version(self) -> int:
+        return self.header.api_version
+
+    @property
+    def client_id(self) -> str | None:
+        return self.header.client_id

@@ -1,0 +1,117 @@
+"""Metadata (key 3): brokers, topics and partitions; auto-creates topics when allowed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pybroker.broker.context import RequestContext
+from pybroker.broker.handlers.registry import api
+from pybroker.protocol.codec import ZERO_UUID, build, response_type
+from pybroker.protocol.errors import ErrorCode, KafkaError
+from pybroker.replication.metadata import ClusterImage, TopicInfo
+
+log = logging.getLogger(__name__)
+
+AUTHORIZED_OPS_NOT_REQUESTED = -(2**31)
+
+
+def topic_entry(info: TopicInfo) -> dict[str, Any]:
+    return dict(
+        error_code=ErrorCode.none,
+        name=info.name,
+        topic_id=info.topic_id,
+        is_internal=info.is_internal,
+        partitions=[
+            dict(
+                error_code=ErrorCode.none,
+                partition_index=p.partition,
+                leader_id=p.leader,
+                leader_epoch=p.leader_epoch,
+                replica_nodes=list(p.replicas),
+                isr_nodes=list(p.isr),
+                offline_replicas=[],
+            )
+            for p in info.partitions
+        ],
+        topic_authorized_operations=AUTHORIZED_OPS_NOT_REQUESTED,
+    )
+
+
+def error_entry(name: str | None, code: ErrorCode, topic_id: Any = None) -> dict[str, Any]:
+    return dict(
+        error_code=code,
+        name=name,
+        topic_id=topic_id,
+        is_internal=False,
+        partitions=[],
+        topic_authorized_operations=AUTHORIZED_OPS_NOT_REQUESTED,
+    )
+
+
+def broker_entries(image: ClusterImage) -> list[dict[str, Any]]:
+    return [
+        dict(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack)
+        for b in sorted(image.brokers.values(), key=lambda b: b.node_id)
+    ]
+
+
+def auto_create(ctx: RequestContext, name: str) -> dict[str, Any]:
+    """Create ``name`` with the broker defaults, as Kafka does for a Metadata lookup."""
+    broker = ctx.broker
+    assert broker.controller is not None
+    try:
+        info = broker.controller.create_topic(
+            name,
+            broker.config.num_partitions,
+            min(broker.config.default_replication_factor, len(broker.image.brokers)),
+            {},
+        )
+    except KafkaError as exc:
+        if exc.code == ErrorCode.topic_already_exists:
+            return topic_entry(broker.image.topics[name])
+        return error_entry(name, exc.code)
+    log.info("Auto-created topic %s for client %s", name, ctx.client_id)
+    return topic_entry(info)
+
+
+@api(3, "Metadata", 0, 12)
+async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
+    broker = ctx.broker
+    image = broker.image
+    v = ctx.version
+    allow_auto = v < 4 or bool(request.allow_auto_topic_creation)
+    allow_auto = allow_auto and broker.config.auto_create_topics_enable
+    topics: list[dict[str, Any]] = []
+    requested = request.topics
+    if requested is None or (v == 0 and not requested):
+        topics = [topic_entry(t) for t in image.topics.values()]
+    else:
+        for t in requested:
+            name = t.name
+            topic_id = getattr(t, "topic_id", None)
+            if name is None:
+                info = image.topic_by_id(topic_id) if topic_id and topic_id != ZERO_UUID else None
+                topics.append(
+                    topic_entry(info)
+                    if info
+                    else error_entry(None, ErrorCode.unknown_topic_id, topic_id)
+                )
+                continue
+            info = image.topics.get(name)
+            if info is not None:
+                topics.append(topic_entry(info))
+            elif allow_auto:
+                topics.append(auto_create(ctx, name))
+                image = broker.image
+            else:
+                topics.append(error_entry(name, ErrorCode.unknown_topic_or_partition))
+    return build(
+        response_type(3, v),
+        throttle_time=0,
+        brokers=broker_entries(image),
+        cluster_id=image.cluster_id,
+        controller_id=image.controller_id,
+        topics=topics,
+        cluster_authorized_operations=AUTHORIZED_OPS_NOT_REQUESTED,
+    )

@@ -1,0 +1,1 @@
+"""pybroker.config layer."""
