@@ -79,12 +79,13 @@ class ClusterImage:
     controller_id: int
     brokers: Mapping[int, BrokerInfo]
     topics: Mapping[str, TopicInfo]
+    _by_id: Mapping[uuid.UUID, TopicInfo] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {t.topic_id: t for t in self.topics.values()})
 
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
-        for info in self.topics.values():
-            if info.topic_id == topic_id:
-                return info
-        return None
+        return self._by_id.get(topic_id)
 
     def partition(self, topic: str, partition: int) -> PartitionState | None:
         info = self.topics.get(topic)

@@ -1,13 +1,17 @@
 """The leader epoch cache (KIP-101/279): which epoch started at which offset.
 
 Backed by Kafka's ``leader-epoch-checkpoint`` file, rewritten atomically on every
-change (changes are rare: once per leader election plus truncations).
+change (changes are rare: once per leader election plus truncations). If that write
+fails (disk full) the in-memory cache stays right, the error is logged and the next
+``flush_if_dirty`` (called by Log.flush) retries: an append that already reached the
+log must not be reported as failed because of its epoch bookkeeping.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import threading
 from pathlib import Path
 
 from pybroker.storage.checkpoints import read_epoch_checkpoint, write_epoch_checkpoint
@@ -31,11 +35,14 @@ class LeaderEpochCache:
             entries = []
         self._epochs: list[int] = []
         self._offsets: list[int] = []
+        self._lock = threading.Lock()  # a flush thread may snapshot while the loop assigns
+        self._dirty = False
         for epoch, offset in entries:
             self._add(epoch, offset)
 
     def entries(self) -> list[tuple[int, int]]:
-        return list(zip(self._epochs, self._offsets, strict=True))
+        with self._lock:
+            return list(zip(self._epochs, self._offsets, strict=True))
 
     @property
     def latest_epoch(self) -> int:
@@ -60,7 +67,9 @@ class LeaderEpochCache:
 
     def assign(self, epoch: int, start_offset: int) -> None:
         """Record that ``epoch`` starts at ``start_offset`` (only if it is news)."""
-        if self._add(epoch, start_offset):
+        with self._lock:
+            changed = self._add(epoch, start_offset)
+        if changed:
             self._flush()
 
     def epoch_for_offset(self, offset: int) -> int:
@@ -83,25 +92,38 @@ class LeaderEpochCache:
 
     def truncate_from_end(self, end_offset: int) -> None:
         """Forget epochs that start at or after ``end_offset`` (log truncated there)."""
-        i = bisect.bisect_left(self._offsets, end_offset)
-        if i < len(self._offsets):
+        with self._lock:
+            i = bisect.bisect_left(self._offsets, end_offset)
+            if i >= len(self._offsets):
+                return
             del self._epochs[i:], self._offsets[i:]
-            self._flush()
+        self._flush()
 
     def truncate_from_start(self, start_offset: int) -> None:
         """The log now starts at ``start_offset``: the epoch covering it starts there."""
-        i = bisect.bisect_right(self._offsets, start_offset)
-        if i == 0 or (i == 1 and self._offsets[0] == start_offset):
-            return
-        del self._epochs[: i - 1], self._offsets[: i - 1]
-        self._offsets[0] = start_offset
+        with self._lock:
+            i = bisect.bisect_right(self._offsets, start_offset)
+            if i == 0 or (i == 1 and self._offsets[0] == start_offset):
+                return
+            del self._epochs[: i - 1], self._offsets[: i - 1]
+            self._offsets[0] = start_offset
         self._flush()
 
     def clear(self) -> None:
-        if self._epochs:
+        with self._lock:
             self._epochs.clear()
             self._offsets.clear()
         self._flush()
 
+    def flush_if_dirty(self) -> None:
+        if self._dirty:
+            self._flush()
+
     def _flush(self) -> None:
-        write_epoch_checkpoint(self.path, self.entries())
+        self._dirty = True
+        try:
+            write_epoch_checkpoint(self.path, self.entries())
+        except OSError as e:
+            log.error("Failed to write %s (will retry at the next flush): %s", self.path, e)
+            return
+        self._dirty = False

@@ -18,7 +18,8 @@ class SegmentFile:
 
     __slots__ = ("fd", "path", "__weakref__")
 
-    def __init__(self, path: Path, flags: int = os.O_RDWR | os.O_CREAT) -> None:
+    def __init__(self, path: Path, flags: int = os.O_RDWR) -> None:
+        # No O_CREAT: segments create their file once; reopening a deleted one must fail.
         self.path = path
         self.fd = -1
         self.fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)

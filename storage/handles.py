@@ -17,8 +17,10 @@ class HandleOwner(Protocol):
     def release_handle(self) -> None: ...
 
 
+# Budget: up to DEFAULT_MAX_OPEN_FILES log fds plus (before Python 3.13, where an mmap
+# keeps a dup of its fd) DEFAULT_MAX_MAPPED_INDEXES index fds; raise RLIMIT_NOFILE.
 DEFAULT_MAX_OPEN_FILES = 1000
-DEFAULT_MAX_MAPPED_INDEXES = 4000
+DEFAULT_MAX_MAPPED_INDEXES = 1000
 
 
 class HandleCache:

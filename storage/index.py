@@ -9,8 +9,9 @@ DumpLogSegments reads them.
 An active index is preallocated to ``segment.index.bytes`` (sparse file) and mapped
 read-write; it is trimmed to its used size when the segment rolls or closes, so on disk
 an index's size is its entry count times the entry size, as in Kafka. Inactive indexes
-are mapped lazily (read-only) through a HandleCache so 10,000 partitions do not exhaust
-``vm.max_map_count``. Only the event loop touches the maps; ``fsync`` opens the file by
+are mapped lazily (read-only) and every map is held through a HandleCache, so 10,000
+partitions exhaust neither ``vm.max_map_count`` nor fds (before Python 3.13 an mmap
+object keeps a dup of its fd). Only the event loop touches the maps; ``fsync`` opens the file by
 path so a flush thread never races an unmap.
 """
 
@@ -27,6 +28,10 @@ from pathlib import Path
 
 from pybroker.storage.errors import CorruptIndexError
 from pybroker.storage.handles import HandleCache
+
+# CPython < 3.13 dups the fd inside every mmap object, so each mapped index costs an fd
+# until it is unmapped; 3.13 can map without keeping one.
+_MMAP_KWARGS: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 _OFFSET_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
@@ -126,7 +131,7 @@ class _Index:
             fd = os.open(self.path, flags)
             try:
                 access = mmap.ACCESS_WRITE if self.writable else mmap.ACCESS_READ
-                mm = mmap.mmap(fd, self._file_size, access=access)
+                mm = mmap.mmap(fd, self._file_size, access=access, **_MMAP_KWARGS)
             finally:
                 os.close(fd)
             self._mm = mm

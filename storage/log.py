@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pybroker.config.topic_config import TopicConfig
 from pybroker.protocol.errors import (
+    CorruptRecordError,
     InvalidRecordError,
     InvalidTimestampError,
     KafkaStorageError,
@@ -73,7 +74,7 @@ MAX_TIMESTAMP = -3
 EARLIEST_LOCAL_TIMESTAMP = -4
 
 ZERO_UUID = uuid.UUID(int=0)
-_DIR_NAME = re.compile(r"^(.+)-(\d+)$")
+_DIR_NAME = re.compile(r"^([a-zA-Z0-9._-]{1,249})-(\d+)$")  # Kafka's legal topic names
 # Files other storage modules (producer state, txn index, cleaner) keep in a log dir.
 _KNOWN_SUFFIXES = (".snapshot", ".txnindex", ".swap")
 _CLEANUP_SUFFIXES = (DELETED_SUFFIX, ".cleaned", ".tmp")
@@ -86,7 +87,7 @@ def wall_ms() -> int:
 def parse_log_dir_name(name: str) -> tuple[str, int] | None:
     """``<topic>-<partition>`` -> (topic, partition); None for anything else."""
     m = _DIR_NAME.match(name)
-    if m is None or "." in m.group(2):
+    if m is None or m.group(1) in (".", ".."):
         return None
     return m.group(1), int(m.group(2))
 
@@ -587,7 +588,8 @@ class Log:
                         break
                     offset = nxt
                     i += 1
-            except OSError as e:
+            except (OSError, CorruptRecordError) as e:
+                log.error("Error reading %s at offset %d: %s", self.dir, offset, e)
                 raise KafkaStorageError(f"Error reading {self.dir.name}: {e}") from e
         return ReadInfo(slices, total, start, leo, self._high_watermark)
 
@@ -830,6 +832,7 @@ class Log:
             if dir_dirty:
                 with contextlib.suppress(FileNotFoundError):
                     fsync_dir(self.dir)
+            self.epoch_cache.flush_if_dirty()
             with self._state_lock:
                 if self._generation == generation and end > self.recovery_point:
                     self.recovery_point = end

@@ -35,6 +35,8 @@ AUTHORIZED_OPS_NOT_REQUESTED = -(2**31)
 # CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE); without an authorizer
 # every one of them is allowed.
 CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
+# Kafka's ReplicationControlManager.MAX_PARTITIONS_PER_BATCH for one CreateTopics request.
+MAX_PARTITIONS_PER_REQUEST = 10_000
 ENDPOINT_BROKERS = 1
 ENDPOINT_CONTROLLERS = 2
 
@@ -166,10 +168,35 @@ def _create_one(ctx: RequestContext, topic: Any, validate_only: bool) -> dict[st
     )
 
 
+def _requested_partitions(ctx: RequestContext, topics: Sequence[Any]) -> int:
+    """ReplicationControlManager.validateTotalNumberOfPartitions's count."""
+    total = 0
+    for t in topics:
+        if t.assignments:
+            total += len(t.assignments)
+        elif int(t.num_partitions) == -1:
+            total += ctx.broker.config.num_partitions
+        elif int(t.num_partitions) > 0:
+            total += int(t.num_partitions)
+    return total
+
+
 @api(19, "CreateTopics", 2, 7)
 async def handle_create_topics(ctx: RequestContext, request: Any) -> Any:
     validate_only = bool(request.validate_only)
     counts = Counter(t.name for t in request.topics)
+    unique = [t for t in request.topics if counts[t.name] == 1]
+    if _requested_partitions(ctx, unique) > MAX_PARTITIONS_PER_REQUEST:
+        # Kafka fails the whole request, every topic with the same error.
+        errors = [
+            _topic_error(
+                t.name,
+                ErrorCode.policy_violation,
+                "Excessively large number of partitions per request.",
+            )
+            for t in request.topics
+        ]
+        return build(response_type(19, ctx.version), throttle_time=0, topics=errors)
     results: list[dict[str, Any]] = []
     reported: set[str] = set()
     for topic in request.topics:

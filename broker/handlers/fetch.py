@@ -84,9 +84,8 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
                     fp.aborted_transactions = []
             except KafkaError as exc:
                 fp.error_code = exc.code
-        topics.append(FetchTopic(name or "", info.topic_id if info else t.topic_id, out))
-        if v >= 13 and info is None:
-            topics[-1].topic_id = t.topic_id
+        requested_id = t.topic_id if v >= 13 else None
+        topics.append(FetchTopic(name, requested_id, out))
     return topics, total, keys
 
 

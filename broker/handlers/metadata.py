@@ -14,9 +14,15 @@ from pybroker.replication.metadata import ClusterImage, TopicInfo
 log = logging.getLogger(__name__)
 
 AUTHORIZED_OPS_NOT_REQUESTED = -(2**31)
+# With no authorizer every operation is allowed: the bitfields Kafka reports then.
+# Cluster: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+# IDEMPOTENT_WRITE. Topic: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS,
+# ALTER_CONFIGS.
+CLUSTER_OPS_ALL = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
+TOPIC_OPS_ALL = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
 
 
-def topic_entry(info: TopicInfo) -> dict[str, Any]:
+def topic_entry(info: TopicInfo, ops: int = AUTHORIZED_OPS_NOT_REQUESTED) -> dict[str, Any]:
     return dict(
         error_code=ErrorCode.none,
         name=info.name,
@@ -34,7 +40,7 @@ def topic_entry(info: TopicInfo) -> dict[str, Any]:
             )
             for p in info.partitions
         ],
-        topic_authorized_operations=AUTHORIZED_OPS_NOT_REQUESTED,
+        topic_authorized_operations=ops,
     )
 
 
@@ -82,10 +88,20 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
     allow_auto = v < 4 or bool(request.allow_auto_topic_creation)
     allow_auto = allow_auto and broker.config.auto_create_topics_enable
+    topic_ops = (
+        TOPIC_OPS_ALL
+        if v >= 8 and request.include_topic_authorized_operations
+        else AUTHORIZED_OPS_NOT_REQUESTED
+    )
+    cluster_ops = (
+        CLUSTER_OPS_ALL
+        if 8 <= v <= 10 and request.include_cluster_authorized_operations
+        else AUTHORIZED_OPS_NOT_REQUESTED
+    )
     topics: list[dict[str, Any]] = []
     requested = request.topics
     if requested is None or (v == 0 and not requested):
-        topics = [topic_entry(t) for t in image.topics.values()]
+        topics = [topic_entry(t, topic_ops) for t in image.topics.values()]
     else:
         for t in requested:
             name = t.name
@@ -93,16 +109,19 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
             if name is None:
                 info = image.topic_by_id(topic_id) if topic_id and topic_id != ZERO_UUID else None
                 topics.append(
-                    topic_entry(info)
+                    topic_entry(info, topic_ops)
                     if info
                     else error_entry(None, ErrorCode.unknown_topic_id, topic_id)
                 )
                 continue
             info = image.topics.get(name)
             if info is not None:
-                topics.append(topic_entry(info))
+                topics.append(topic_entry(info, topic_ops))
             elif allow_auto:
-                topics.append(auto_create(ctx, name))
+                entry = auto_create(ctx, name)
+                if not entry["error_code"]:
+                    entry["topic_authorized_operations"] = topic_ops
+                topics.append(entry)
                 image = broker.image
             else:
                 topics.append(error_entry(name, ErrorCode.unknown_topic_or_partition))
@@ -113,5 +132,5 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
         cluster_id=image.cluster_id,
         controller_id=image.controller_id,
         topics=topics,
-        cluster_authorized_operations=AUTHORIZED_OPS_NOT_REQUESTED,
+        cluster_authorized_operations=cluster_ops,
     )

@@ -91,7 +91,6 @@ def produced(request, broker, admin) -> Produced:
         compression_type=None if codec == "none" else codec,
         linger_ms=20,
         batch_size=256 * 1024,
-        buffer_memory=128 * 1024 * 1024,
         request_timeout_ms=30_000,
     )
     try:
@@ -200,17 +199,17 @@ def test_long_poll(broker, admin) -> None:
         md = producer.send(topic, value=b"warm-up", key=b"k").get(timeout=10)
         assert (md.partition, md.offset) == (0, 0)
 
-        # Each completed fetch's round trip, as the client measures it for its
-        # fetch-latency metric.
+        # Each completed fetch's round trip, measured from the send time the fetcher
+        # hands to its response callback (what its fetch-latency metric records).
         rtts: list[float] = []
-        sensor = consumer._fetcher._sensors.fetch_latency
-        original_record = sensor.record
+        fetcher = consumer._fetcher
+        original_handler = fetcher._handle_fetch_response
 
-        def record(value=1.0, time_ms=None):
-            rtts.append(value)
-            return original_record(value, time_ms)
+        def handle_fetch_response(node_id, fetch_offsets, send_time, response):
+            rtts.append((time.monotonic() - send_time) * 1000)
+            return original_handler(node_id, fetch_offsets, send_time, response)
 
-        sensor.record = record
+        fetcher._handle_fetch_response = handle_fetch_response
         consumer.assign([tp])
         consumer.seek(tp, 1)
 
