@@ -7,6 +7,7 @@ import asyncio
 import errno
 import logging
 import os
+import resource
 import signal
 import sys
 import tempfile
@@ -50,6 +51,16 @@ def setup_logging() -> None:
         stream=sys.stderr,
         format="[%(asctime)s] %(levelname)s %(message)s (%(name)s)",
     )
+
+
+def raise_fd_limit() -> None:
+    """Many partitions mean many segment files and index maps: use the hard fd limit."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("Could not raise the open-file limit: %s", exc)
 
 
 def check_log_dir(path: Path) -> None:
@@ -120,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             log.error("Cannot start: log dir %s is not writable: %s", d, exc.strerror or exc)
             return 1
+    raise_fd_limit()
     loop_name = os.environ.get("PYBROKER_EVENT_LOOP", "uvloop")
     try:
         if loop_name == "uvloop":

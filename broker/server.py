@@ -20,6 +20,7 @@ from pybroker.config.topic_config import TopicConfig
 from pybroker.replication.controller import LocalController
 from pybroker.replication.metadata import BrokerInfo
 from pybroker.replication.replica_manager import ReplicaManager
+from pybroker.replication.store_local import FILE_NAME as METADATA_FILE
 from pybroker.replication.store_local import LocalMetadataStore
 from pybroker.storage.log_manager import LogManager
 
@@ -41,7 +42,9 @@ class Broker:
         self.stopping = False
         self.topic_defaults = config.topic_defaults()
         self.log_dirs = [Path(d) for d in config.log_dirs]
-        self.log_manager = LogManager(self.log_dirs, self.topic_config_for)
+        self.log_manager = LogManager(
+            self.log_dirs, self.topic_config_for, reserved_files=frozenset({METADATA_FILE})
+        )
         self.replica_manager = ReplicaManager(self.node_id, self.log_manager, self.topic_config_for)
         self.replica_manager.add_append_listener(self.purgatory.notify)
         adv = config.advertised_listeners[0]
@@ -117,27 +120,19 @@ class Broker:
                 log.exception("background job %s failed", getattr(job, "__name__", job))
 
     async def _flush(self) -> None:
+        """flush.messages/flush.ms fsyncs and removal of .deleted files, off the loop."""
+        lm = self.log_manager
         t = now_ms()
-        due = [lg for lg in self.log_manager.all_logs() if lg.needs_flush(t)]
-        if due:
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: [lg.flush() for lg in due]
-            )
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: lm.flush_dirty_logs(t) + lm.remove_deleted_files(t)
+        )
 
     async def _retention(self) -> None:
-        t = now_ms()
-        logs = self.log_manager.all_logs()
-
-        def work() -> int:
-            removed = 0
-            for lg in logs:
-                removed += lg.delete_old_segments(t)
-                removed += lg.remove_deleted_files(t)
-            return removed
-
-        removed = await asyncio.get_running_loop().run_in_executor(None, work)
+        # Retention only renames segments to .deleted (fast, and it must not race appends),
+        # so it runs on the loop; the unlink happens later in _flush's worker thread.
+        removed = self.log_manager.cleanup_logs(now_ms())
         if removed:
-            log.info("Retention removed %d segment(s)", removed)
+            log.info("Retention scheduled %d segment(s) for deletion", removed)
 
     async def _checkpoint(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.log_manager.checkpoint)

@@ -57,10 +57,12 @@ class ReplicaManager:
                     )
                     self.log_manager.delete_log(info.name, p.partition)
                     existing = None
-                if existing is None:
-                    lg = self.log_manager.get_or_create_log(
-                        info.name, p.partition, info.topic_id, config
-                    )
+                lg = existing or self.log_manager.get_or_create_log(
+                    info.name, p.partition, info.topic_id, config
+                )
+                if p.leader == self.node_id and p.isr == (self.node_id,):
+                    # A leader that is its whole ISR has committed everything it holds
+                    # (Kafka raises the HW to the LEO on becoming such a leader).
                     lg.high_watermark = lg.log_end_offset
             if previous is not None and previous.configs != info.configs:
                 self.log_manager.update_config(info.name, config)

@@ -30,7 +30,6 @@ from pybroker.protocol.errors import (
     OffsetOutOfRangeError,
 )
 from pybroker.protocol.records import (
-    LOG_APPEND_TIME,
     LOG_OVERHEAD,
     decode_records,
     set_base_offset,
@@ -57,7 +56,6 @@ from pybroker.storage.handles import Handles, default_handles
 from pybroker.storage.segment import (
     DELETED_SUFFIX,
     INDEX_SUFFIX,
-    INT32_MAX,
     LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
     BatchEntry,
@@ -884,9 +882,7 @@ __all__ = [
     "AppendInfo",
     "EARLIEST_LOCAL_TIMESTAMP",
     "EARLIEST_TIMESTAMP",
-    "INT32_MAX",
     "LATEST_TIMESTAMP",
-    "LOG_APPEND_TIME",
     "Log",
     "MAX_TIMESTAMP",
     "ReadInfo",

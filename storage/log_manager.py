@@ -99,13 +99,16 @@ class LogManager:
         max_open_files: int = DEFAULT_MAX_OPEN_FILES,
         max_mapped_indexes: int = DEFAULT_MAX_MAPPED_INDEXES,
         now_ms: Callable[[], int] = wall_ms,
+        reserved_files: frozenset[str] = frozenset(),
     ) -> None:
+        """``reserved_files``: names other layers keep in a log dir (not stray files)."""
         if not log_dirs:
             raise ValueError("at least one log dir is required")
         self.log_dirs = [Path(d) for d in log_dirs]
         self.topic_config_for = topic_config_for
         self.handles = Handles(max_open_files, max_mapped_indexes)
         self._now = now_ms
+        self._known_files = _KNOWN_FILES | reserved_files
         self._dirs = [_LogDir(d) for d in self.log_dirs]
         self._logs: dict[TopicPartition, Log] = {}
         self._dir_of: dict[TopicPartition, _LogDir] = {}
@@ -146,7 +149,7 @@ class LogManager:
         for entry in sorted(os.scandir(d.path), key=lambda e: e.name):
             name = entry.name
             if not entry.is_dir():
-                if name not in _KNOWN_FILES and not name.endswith(".tmp"):
+                if name not in self._known_files and not name.endswith(".tmp"):
                     log.warning("Ignoring stray file %s in log dir %s", name, d.path)
                 continue
             if name.endswith("-delete"):

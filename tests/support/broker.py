@@ -26,9 +26,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
+def wait_for_port(
+    port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until something accepts on ``port``; fail at once if ``proc`` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise TimeoutError(f"broker exited with code {proc.returncode} before listening")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -76,7 +81,7 @@ class BrokerProcess:
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         try:
-            wait_for_port(self.port, timeout)
+            wait_for_port(self.port, timeout, self.proc)
         except TimeoutError:
             self.kill()
             raise RuntimeError(f"broker failed to start:\n{self.log_tail()}") from None

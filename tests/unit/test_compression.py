@@ -15,6 +15,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import codec as kafka_codec
+
 from pybroker.protocol.compression import (
     CODEC_NAMES,
     DEFAULT_MAX_DECOMPRESSED_SIZE,

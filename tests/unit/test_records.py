@@ -16,6 +16,7 @@ from kafka.record.default_records import (
 )
 from kafka.record.util import decode_varint as kp_decode_varint
 from kafka.record.util import encode_varint as kp_encode_varint
+
 from pybroker.protocol.compression import CODEC_NAMES, GZIP, LZ4, NONE, SNAPPY, ZSTD
 from pybroker.protocol.errors import (
     CorruptRecordError,
