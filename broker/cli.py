@@ -17,6 +17,7 @@ from pathlib import Path
 from pybroker.config.broker_config import BrokerConfig
 from pybroker.config.properties import load_properties
 from pybroker.config.topic_config import ConfigError
+from pybroker.storage.errors import InconsistentTopicIdError, LogDirLockedError
 
 log = logging.getLogger("pybroker")
 
@@ -92,6 +93,10 @@ async def run(config: BrokerConfig) -> int:
         loop.add_signal_handler(sig, broker.request_stop)
     try:
         await broker.start()
+    except (LogDirLockedError, InconsistentTopicIdError, RuntimeError) as exc:
+        log.error("Cannot start: %s", exc)
+        await asyncio.get_running_loop().run_in_executor(None, broker.log_manager.shutdown)
+        return 1
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             listener = config.listeners[0]

@@ -235,6 +235,8 @@ class LogManager:
         with self._lock:
             items = [(tp, lg, self._dir_of[tp]) for tp, lg in self._logs.items()]
         for d in self._dirs:
+            if d.lock_fd < 0:
+                continue  # not ours (never locked, or another process holds it)
             mine = [(tp, lg) for tp, lg, owner in items if owner is d and not lg.closed]
             try:
                 write_offset_checkpoint(
