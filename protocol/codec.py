@@ -143,8 +143,18 @@ def decode_request_body(api_key: int, version: int, frame: memoryview, pos: int)
         body, size = _reader(cls)(frame, pos)
     except DecodeError as exc:
         raise FrameError(f"cannot decode {cls.__name__}: {exc}") from None
-    except (KeyError, ValueError, TypeError, OverflowError) as exc:
-        # kio raises KeyError on an unknown tagged field in a body; we cannot skip it there.
+    except KeyError as exc:
+        # kio rejects unknown tagged fields; KIP-482 says skip them. Strip and retry.
+        if not cls.__flexible__:
+            raise FrameError(f"cannot decode {cls.__name__}: {exc!r}") from None
+        from pybroker.protocol.tagged import strip_unknown_tags
+
+        stripped = memoryview(strip_unknown_tags(cls, frame[pos:])).toreadonly()
+        try:
+            body, size = _reader(cls)(stripped, 0)
+        except (DecodeError, KeyError, ValueError, TypeError, OverflowError) as again:
+            raise FrameError(f"cannot decode {cls.__name__}: {again!r}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
         raise FrameError(f"cannot decode {cls.__name__}: {exc!r}") from None
     # Trailing bytes are tolerated as Kafka does: librdkafka 2.x leaves a few unused bytes
     # after some Metadata requests, and Kafka never checks that the body filled the frame.

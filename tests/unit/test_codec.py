@@ -100,3 +100,44 @@ def test_response_framing() -> None:
     assert not response_header_flexible(18, 3)  # ApiVersions always uses header v0
     assert frame_response(7, True, b"xy") == struct.pack(">ii", 7, 7) + b"\x00xy"
     assert frame_response(7, False, b"xy") == struct.pack(">ii", 6, 7) + b"xy"
+
+
+def test_unknown_body_tags_are_skipped_at_every_depth() -> None:
+    from kio.schema.produce.v9.request import (
+        PartitionProduceData,
+        ProduceRequest,
+        TopicProduceData,
+    )
+
+    body = io.BytesIO()
+    entity_writer(ProduceRequest)(
+        body,
+        ProduceRequest(
+            transactional_id=None,
+            acks=1,
+            timeout=__import__("datetime").timedelta(milliseconds=500),
+            topic_data=(
+                TopicProduceData(
+                    name="t",
+                    partition_data=(PartitionProduceData(index=3, records=b"\x01\x02\x03"),),
+                ),
+            ),
+        ),
+    )
+    raw = body.getvalue()
+    # Layout ends: ... records(compact bytes) partition-tags topic-tags top-tags.
+    assert raw.endswith(b"\x04\x01\x02\x03\x00\x00\x00")
+    tagged = raw[:-3] + b"\x01\x63\x02\xab\xcd" + b"\x00" + b"\x02\x07\x00\x08\x01\xff"
+    header = struct.pack(">hhih", 0, 9, 5, -1) + b"\x00"
+    frame = memoryview(header + tagged)
+    got = decode_request_body(0, 9, frame, parse_request_header(frame).size)
+    assert got.acks == 1
+    part = got.topic_data[0].partition_data[0]
+    assert (got.topic_data[0].name, part.index, bytes(part.records)) == ("t", 3, b"\x01\x02\x03")
+
+
+def test_truncated_tagged_body_is_a_frame_error() -> None:
+    header = struct.pack(">hhih", 3, 12, 5, -1) + b"\x00"
+    frame = memoryview(header + b"\x02\x02t\x00\x01\x00\x00\x05\x63\x09ab")
+    with pytest.raises(FrameError):
+        decode_request_body(3, 12, frame, parse_request_header(frame).size)
