@@ -14,11 +14,18 @@ from typing import TYPE_CHECKING
 
 import pybroker.broker.handlers.all  # noqa: F401  (registers every handler)
 from pybroker.broker.clock import now_ms
+from pybroker.broker.groups.coordinator import CoordinatorConfig, GroupCoordinator
+from pybroker.broker.groups.store import LogGroupStore, LoopScheduler
+from pybroker.broker.groups.store import apply_image as apply_groups_image
+from pybroker.broker.log_cleaner import CleanerService
 from pybroker.broker.purgatory import FetchPurgatory
+from pybroker.broker.txn.producer_ids import ProducerIdManager
 from pybroker.config.broker_config import BrokerConfig
 from pybroker.config.topic_config import TopicConfig
 from pybroker.replication.controller import LocalController
 from pybroker.replication.metadata import BrokerInfo
+from pybroker.replication.producer_id_store import FILE_NAME as PRODUCER_ID_FILE
+from pybroker.replication.producer_id_store import LocalProducerIdStore
 from pybroker.replication.replica_manager import ReplicaManager
 from pybroker.replication.store_local import FILE_NAME as METADATA_FILE
 from pybroker.replication.store_local import LocalMetadataStore
@@ -43,13 +50,21 @@ class Broker:
         self.topic_defaults = config.topic_defaults()
         self.log_dirs = [Path(d) for d in config.log_dirs]
         self.log_manager = LogManager(
-            self.log_dirs, self.topic_config_for, reserved_files=frozenset({METADATA_FILE})
+            self.log_dirs,
+            self.topic_config_for,
+            reserved_files=frozenset({METADATA_FILE, PRODUCER_ID_FILE}),
+            producer_id_expiration_ms=config.producer_id_expiration_ms,
         )
+        self.producer_ids = ProducerIdManager(LocalProducerIdStore(self.log_dirs[0]), self.node_id)
         self.replica_manager = ReplicaManager(self.node_id, self.log_manager, self.topic_config_for)
+        self.cleaner = CleanerService(config, self.log_manager)
         self.replica_manager.add_append_listener(self.purgatory.notify)
         adv = config.advertised_listeners[0]
         self.broker_info = BrokerInfo(self.node_id, adv.host or "localhost", adv.port)
         self.controller: LocalController | None = None
+        self.group_coordinator = GroupCoordinator(
+            CoordinatorConfig.from_broker(config), LogGroupStore(self), LoopScheduler(), now_ms
+        )
 
     # ------------------------------------------------------------------ state
     @property
@@ -62,21 +77,27 @@ class Broker:
         overrides = info.configs if info else {}
         return TopicConfig(overrides=dict(overrides), defaults=self.topic_defaults)
 
+    def _apply_image(self, image) -> None:  # noqa: ANN001 - ClusterImage
+        self.replica_manager.apply_image(image)
+        apply_groups_image(self.group_coordinator, image, self.node_id)
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         for d in self.log_dirs:
             d.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         self.log_manager.load()
+        self.cleaner.start()
         self.controller = LocalController(
             self.node_id,
             self.broker_info,
             LocalMetadataStore(self.log_dirs[0]),
             self.topic_defaults,
-            self.replica_manager.apply_image,
+            self._apply_image,
             cluster_id=self.config.cluster_id,
         )
         self.controller.start()
+        self.group_coordinator.start()
         from pybroker.broker.connection import KafkaConnection
 
         listener = self.config.listeners[0]
@@ -98,6 +119,11 @@ class Broker:
             ),
             loop.create_task(
                 self._every(self.config.log_flush_offset_checkpoint_interval_ms, self._checkpoint)
+            ),
+            loop.create_task(
+                self._every(
+                    self.config.producer_id_expiration_check_interval_ms, self._expire_producers
+                )
             ),
         ]
         log.info(
@@ -134,6 +160,10 @@ class Broker:
         if removed:
             log.info("Retention scheduled %d segment(s) for deletion", removed)
 
+    async def _expire_producers(self) -> None:
+        # Cheap dict scans; on the loop because appends mutate the same state.
+        self.log_manager.remove_expired_producers(now_ms())
+
     async def _checkpoint(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.log_manager.checkpoint)
 
@@ -147,6 +177,7 @@ class Broker:
         """Stop accepting, let in-flight requests finish, flush and checkpoint, close."""
         log.info("Shutting down")
         self.stopping = True
+        self.group_coordinator.shutdown()  # answers waiting JoinGroup/SyncGroup
         if self._server is not None:
             self._server.close()
         for task in self._tasks:
@@ -160,5 +191,6 @@ class Broker:
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
             conn.close()
+        await self.cleaner.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.log_manager.shutdown)
         log.info("Shutdown complete")

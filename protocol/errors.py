@@ -19,6 +19,10 @@ __all__ = [
     "InvalidRecordError",
     "KafkaStorageError",
     "InvalidTimestampError",
+    "OutOfOrderSequenceError",
+    "InvalidProducerEpochError",
+    "InvalidTxnStateError",
+    "TransactionCoordinatorFencedError",
 ]
 
 
@@ -63,3 +67,22 @@ class KafkaStorageError(KafkaError):
 
 class InvalidTimestampError(KafkaError):
     code = ErrorCode.invalid_timestamp
+
+
+# Idempotent / transactional producer state (Kafka's ProducerAppendInfo exceptions).
+
+
+class OutOfOrderSequenceError(KafkaError):
+    code = ErrorCode.out_of_order_sequence_number
+
+
+class InvalidProducerEpochError(KafkaError):
+    code = ErrorCode.invalid_producer_epoch
+
+
+class InvalidTxnStateError(KafkaError):
+    code = ErrorCode.invalid_txn_state
+
+
+class TransactionCoordinatorFencedError(KafkaError):
+    code = ErrorCode.transaction_coordinator_fenced

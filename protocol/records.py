@@ -795,14 +795,19 @@ def build_batch(
     timestamp_type: int = CREATE_TIME,
     offset_deltas: Sequence[int] | None = None,
     delete_horizon_ms: int | None = None,
+    last_offset_delta: int | None = None,
+    control: bool = False,
 ) -> bytes:
     """Build one v2 batch, as Kafka's MemoryRecordsBuilder would, with a valid CRC.
 
     ``offset_deltas`` (strictly increasing, >= 0) lets compaction keep original offsets
-    with gaps; last_offset_delta is then the last delta. base_timestamp is the first
+    with gaps; last_offset_delta is then the last delta unless ``last_offset_delta``
+    overrides it (Kafka's overrideLastOffset: a cleaned batch keeps its original offset
+    range so the producer's last sequence survives). base_timestamp is the first
     record's timestamp, or ``delete_horizon_ms`` when given (the cleaner's KIP-534
-    marker, attribute bit 6). The records section is compressed whenever ``compression``
-    asks for it, even if that does not shrink it (the Java client does the same).
+    marker, attribute bit 6). ``control`` rebuilds a transaction marker batch. The
+    records section is compressed whenever ``compression`` asks for it, even if that
+    does not shrink it (the Java client does the same).
     """
     n = len(records)
     if n == 0:
@@ -820,6 +825,11 @@ def build_batch(
             previous = d
         if previous > _INT32_MAX:
             raise ValueError(f"offset delta {previous} does not fit an int32")
+    last_delta = deltas[-1]
+    if last_offset_delta is not None:
+        if not last_delta <= last_offset_delta <= _INT32_MAX:
+            raise ValueError(f"last offset delta {last_offset_delta} is below the last record's")
+        last_delta = last_offset_delta
     now: int | None = None
     timestamps: list[int] = []
     for record in records:
@@ -837,9 +847,9 @@ def build_batch(
         base_offset=base_offset,
         partition_leader_epoch=partition_leader_epoch,
         attributes=_attributes(
-            compression, timestamp_type, transactional, False, delete_horizon_ms is not None
+            compression, timestamp_type, transactional, control, delete_horizon_ms is not None
         ),
-        last_offset_delta=deltas[-1],
+        last_offset_delta=last_delta,
         base_timestamp=base_ts,
         max_timestamp=max(timestamps),
         producer_id=producer_id,

@@ -13,11 +13,17 @@ are mapped lazily (read-only) and every map is held through a HandleCache, so 10
 partitions exhaust neither ``vm.max_map_count`` nor fds (before Python 3.13 an mmap
 object keeps a dup of its fd). Only the event loop touches the maps; ``fsync`` opens the file by
 path so a flush thread never races an unmap.
+
+A store into a mapped page the filesystem cannot allocate (full disk) is a SIGBUS that kills
+the process, so before an append first touches a page of the (sparse) file, the page is
+allocated by writing zeros to it; when that fails the entry is skipped (the index is
+sparse anyway: lookups just scan a little further) and the broker stays up.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import mmap
 import operator
 import os
@@ -28,6 +34,19 @@ from pathlib import Path
 
 from pybroker.storage.errors import CorruptIndexError
 from pybroker.storage.handles import HandleCache
+
+log = logging.getLogger(__name__)
+_PAGE = mmap.PAGESIZE
+_ZEROS = bytes(_PAGE)
+
+
+def _write_zeros(fd: int, position: int, length: int) -> None:
+    while length > 0:
+        written = os.pwrite(fd, _ZEROS[: min(length, _PAGE)], position)
+        if written <= 0:
+            raise OSError(f"pwrite wrote {written} bytes")
+        position += written
+        length -= written
 
 # CPython < 3.13 dups the fd inside every mmap object, so each mapped index costs an fd
 # until it is unmapped; 3.13 can map without keeping one.
@@ -69,6 +88,7 @@ class _Index:
         self._entries = -1  # -1 = not loaded yet
         self._max_entries = 0
         self._file_size = 0
+        self._reserved = 0  # bytes of the file known to be allocated (safe to store into)
 
     # -- loading and mapping -------------------------------------------------------------
 
@@ -89,6 +109,7 @@ class _Index:
         self._file_size = size
         self._max_entries = size // self.entry_size
         self._entries = 0
+        self._reserved = 0
 
     def load(self) -> None:
         """Read and verify an existing index; CorruptIndexError if it must be rebuilt."""
@@ -103,6 +124,7 @@ class _Index:
         self._file_size = size
         self._entries = size // self.entry_size
         self._max_entries = self._entries
+        self._reserved = size // _PAGE * _PAGE
         if self._entries:
             data = self._map()[: self._entries * self.entry_size]
             try:
@@ -176,6 +198,7 @@ class _Index:
         self.writable = False
         self._file_size = size
         self._max_entries = self._entries
+        self._reserved = min(self._reserved, size // _PAGE * _PAGE)
 
     # -- entries ------------------------------------------------------------------------
 
@@ -195,6 +218,31 @@ class _Index:
 
     def _entry(self, i: int) -> tuple[int, int]:
         return self.ENTRY.unpack_from(self._map(), i * self.entry_size)
+
+    def _reserve(self, end: int) -> bool:
+        """Allocate the file's pages below ``end`` before the map stores there (see the
+        module doc); False (entry to be skipped) when the filesystem is out of space.
+
+        The pages are written with zeros by ``pwrite`` (never over existing entries): that
+        allocates them like ``posix_fallocate`` would, and also puts them in the page cache,
+        so the store through the map is a minor fault (microseconds) instead of a
+        block-allocating one (milliseconds on ext4).
+        """
+        if end <= self._reserved:
+            return True
+        start = max(self._reserved, self._entries * self.entry_size)
+        stop = min(-(-end // _PAGE) * _PAGE, self._file_size)
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+            try:
+                _write_zeros(fd, start, stop - start)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            log.warning("Skipping an entry of %s: cannot allocate index space: %s", self.path, e)
+            return False
+        self._reserved = stop
+        return True
 
     def _truncate_entries(self, n: int) -> None:
         if n < self._entries:
@@ -263,6 +311,8 @@ class OffsetIndex(_Index):
         n = self.entries
         if n >= self._max_entries:
             raise CorruptIndexError(f"attempt to append to a full index {self.path}")
+        if not self._reserve(n * 8 + 8):
+            return
         mm = self._map()
         _OFFSET_ENTRY.pack_into(mm, n * 8, offset - self.base_offset, position)
         self._entries = n + 1
@@ -350,6 +400,8 @@ class TimeIndex(_Index):
             return
         last_ts, last_offset = self.last_entry()
         if timestamp <= last_ts or (n and offset < last_offset):
+            return
+        if not self._reserve(n * 12 + 12):
             return
         _TIME_ENTRY.pack_into(self._map(), n * 12, timestamp, offset - self.base_offset)
         self._entries = n + 1

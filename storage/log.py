@@ -44,6 +44,7 @@ from pybroker.storage.checkpoints import (
     read_partition_metadata,
     write_partition_metadata,
 )
+from pybroker.storage.cleaner import SWAP_SUFFIX, complete_swaps
 from pybroker.storage.epoch_cache import UNDEFINED_EPOCH, LeaderEpochCache
 from pybroker.storage.errors import (
     CorruptCheckpointError,
@@ -53,6 +54,12 @@ from pybroker.storage.errors import (
 )
 from pybroker.storage.file_slice import FileSlice
 from pybroker.storage.handles import Handles, default_handles
+from pybroker.storage.producer_state import (
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+    BatchMetadata,
+    Origin,
+    ProducerStateManager,
+)
 from pybroker.storage.segment import (
     DELETED_SUFFIX,
     INDEX_SUFFIX,
@@ -103,6 +110,7 @@ class AppendInfo:
     max_timestamp: int
     offset_of_max_timestamp: int
     record_count: int
+    duplicate: bool = False  # a retried idempotent batch: offsets are the original append's
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,7 @@ class Log:
         topic_id: uuid.UUID,
         handles: Handles,
         now_ms: Callable[[], int],
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ) -> None:
         self.dir = dir
         self.topic = topic
@@ -141,6 +150,9 @@ class Log:
         self._high_watermark = 0
         self.recovery_point = 0
         self.epoch_cache = LeaderEpochCache(dir / LEADER_EPOCH_CHECKPOINT)
+        self.producer_state = ProducerStateManager(
+            dir, f"{topic}-{partition}", producer_id_expiration_ms=producer_id_expiration_ms
+        )
         self.last_flush_ms = now_ms()
         self._closed = False
         self._dir_dirty = False  # a segment file was created since the last flush
@@ -171,6 +183,7 @@ class Log:
         clean_shutdown: bool = False,
         now_ms: Callable[[], int] = wall_ms,
         handles: Handles | None = None,
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ) -> Log:
         """Open (creating if needed) the log in ``dir`` (named ``<topic>-<partition>``).
 
@@ -198,7 +211,14 @@ class Log:
         if stored is None and topic_id != ZERO_UUID:
             write_partition_metadata(meta, topic_id)
         self = cls(
-            dir, parsed[0], parsed[1], config, topic_id, handles or default_handles(), now_ms
+            dir,
+            parsed[0],
+            parsed[1],
+            config,
+            topic_id,
+            handles or default_handles(),
+            now_ms,
+            producer_id_expiration_ms,
         )
         self._load(recovery_point, log_start_offset, high_watermark, clean_shutdown)
         return self
@@ -244,6 +264,8 @@ class Log:
     ) -> None:
         now = self._now()
         config = self.config
+        if complete_swaps(self.dir):  # a crash interrupted the cleaner's swap
+            clean = False
         bases = self._scan_dir()
         segments = [
             LogSegment.open_existing(
@@ -292,6 +314,7 @@ class Log:
         self.epoch_cache.truncate_from_end(self.log_end_offset)
         self.epoch_cache.truncate_from_start(self.log_start_offset)
         self.high_watermark = self.log_start_offset if high_watermark is None else high_watermark
+        self.producer_state.load(self._segments, self.log_start_offset, leo, clean, now)
 
     def _recover(self, segments: list[LogSegment], recovery_point: int) -> list[LogSegment]:
         bases = [s.base_offset for s in segments]
@@ -344,6 +367,11 @@ class Log:
     @high_watermark.setter
     def high_watermark(self, value: int) -> None:
         self._high_watermark = min(max(value, self.log_start_offset), self.log_end_offset)
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every truncation: the cleaner's commit checks it is unchanged."""
+        return self._generation
 
     @property
     def latest_epoch(self) -> int:
@@ -421,7 +449,28 @@ class Log:
             pos += size
         if config.compact and client:
             self._check_keys(payload, len(headers))
+        pending = None
+        if headers[0].producer_id >= 0 or not client:
+            # Idempotence/transactions (Kafka's order: after record validation, before the
+            # write). A retried batch already in the log is answered with its offsets.
+            origin = Origin.CLIENT if client else Origin.COORDINATOR
+            pending = self.producer_state.prepare_append(
+                headers, payload, first, origin, now if append_time else None
+            )
+            if isinstance(pending, BatchMetadata):
+                return AppendInfo(
+                    pending.first_offset,
+                    pending.last_offset,
+                    pending.timestamp,
+                    self.log_start_offset,
+                    pending.timestamp,
+                    pending.last_offset,
+                    0,
+                    duplicate=True,
+                )
         self._write(payload, entries, first, offset - 1, max_ts, now)
+        if pending is not None:
+            self.producer_state.commit(pending)
         if leader_epoch >= 0 and leader_epoch > self.epoch_cache.latest_epoch:
             self.epoch_cache.assign(leader_epoch, first)
         return AppendInfo(
@@ -482,6 +531,7 @@ class Log:
             count += h.records_count
             next_min = last + 1
         self._write(payload, entries, first, next_min - 1, max_ts, self._now())
+        self.producer_state.apply_replicated(headers, payload)
         for epoch, start in epochs:
             self.epoch_cache.assign(epoch, start)
         return AppendInfo(
@@ -542,6 +592,7 @@ class Log:
         new = self._new_segment(new_base, now)
         active.on_become_inactive(new_base)
         self._set_segments([*self._segments, new])
+        self.producer_state.take_snapshot(new_base, log_start_offset=self.log_start_offset)
         log.debug("Rolled new log segment at offset %d in %s", new_base, self.dir)
         return new
 
@@ -672,6 +723,7 @@ class Log:
         self.epoch_cache.truncate_from_end(leo)
         if self._high_watermark > leo:
             self._high_watermark = leo
+        self.producer_state.truncate_and_rebuild(self._segments, self.log_start_offset, leo, now)
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Delete every segment; the log restarts empty at ``offset``."""
@@ -691,6 +743,51 @@ class Log:
         self.log_start_offset = offset
         self._high_watermark = offset
         self.epoch_cache.clear()
+        self.producer_state.truncate_fully_and_start_at(offset)
+
+    def replace_segments(
+        self, old: list[LogSegment], new_base: int, new_size: int, generation: int
+    ) -> bool:
+        """Compaction (event loop): swap one cleaned segment in for the run ``old``.
+
+        The cleaned files wait, fsynced, as ``<name>.swap``. The old segments go the way of
+        retention (renamed ``.deleted``; a FileSlice being sent keeps its open file), then
+        the swap files take the segment names. False, changing nothing, when the log is
+        no longer what the cleaner read: closed, truncated, or ``old`` is not a run of
+        inactive segments any more (retention or DeleteRecords took one).
+        """
+        segments = self._segments
+        if self._closed or generation != self._generation or not old:
+            return False
+        i = next((k for k, seg in enumerate(segments) if seg is old[0]), -1)
+        j = i + len(old)
+        if i < 0 or j >= len(segments) or old[0].base_offset != new_base:
+            return False
+        if any(a is not b for a, b in zip(segments[i:j], old, strict=True)):
+            return False
+        now = self._now()
+        config = self.config
+        new = LogSegment(
+            self.dir,
+            new_base,
+            index_interval_bytes=config.index_interval_bytes,
+            max_index_size=config.segment_index_bytes,
+            handles=self._handles,
+            active=False,
+            size=new_size,
+            created_ms=now,
+        )
+        new.next_base = segments[j].base_offset
+        self._set_segments([*segments[:i], new, *segments[j:]])
+        try:
+            self._schedule_delete(old, now)
+            new.take_files_from(SWAP_SUFFIX)
+        except OSError as e:
+            raise KafkaStorageError(
+                f"Error swapping cleaned segments of {self.dir.name}: {e}"
+            ) from e
+        self._dir_dirty = True
+        return True
 
     def delete_records_before(self, offset: int) -> int:
         """DeleteRecords: move the log start offset up (-1 means the high watermark).
@@ -831,6 +928,7 @@ class Log:
                 with contextlib.suppress(FileNotFoundError):
                     fsync_dir(self.dir)
             self.epoch_cache.flush_if_dirty()
+            self.producer_state.flush_snapshots()
             with self._state_lock:
                 if self._generation == generation and end > self.recovery_point:
                     self.recovery_point = end
@@ -852,6 +950,10 @@ class Log:
         if self._closed:
             return
         self._closed = True
+        try:
+            self.producer_state.take_snapshot(self.log_end_offset, sync=True)
+        except OSError as e:
+            log.warning("Could not write the producer snapshot of %s: %s", self.dir.name, e)
         for seg in self._segments:
             try:
                 seg.close()

@@ -33,6 +33,7 @@ from pybroker.storage.checkpoints import (
 from pybroker.storage.errors import CorruptCheckpointError, LogDirLockedError
 from pybroker.storage.handles import DEFAULT_MAX_MAPPED_INDEXES, DEFAULT_MAX_OPEN_FILES, Handles
 from pybroker.storage.log import Log, log_dir_name, parse_log_dir_name, wall_ms
+from pybroker.storage.producer_state import DEFAULT_PRODUCER_ID_EXPIRATION_MS
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class LogManager:
         max_mapped_indexes: int = DEFAULT_MAX_MAPPED_INDEXES,
         now_ms: Callable[[], int] = wall_ms,
         reserved_files: frozenset[str] = frozenset(),
+        producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     ) -> None:
         """``reserved_files``: names other layers keep in a log dir (not stray files)."""
         if not log_dirs:
@@ -108,6 +110,7 @@ class LogManager:
         self.topic_config_for = topic_config_for
         self.handles = Handles(max_open_files, max_mapped_indexes)
         self._now = now_ms
+        self.producer_id_expiration_ms = producer_id_expiration_ms
         self._known_files = _KNOWN_FILES | reserved_files
         self._dirs = [_LogDir(d) for d in self.log_dirs]
         self._logs: dict[TopicPartition, Log] = {}
@@ -178,6 +181,7 @@ class LogManager:
                 clean_shutdown=clean,
                 now_ms=self._now,
                 handles=self.handles,
+                producer_id_expiration_ms=self.producer_id_expiration_ms,
             )
             self._logs[parsed] = lg
             self._dir_of[parsed] = d
@@ -208,6 +212,7 @@ class LogManager:
             topic_id=topic_id,
             now_ms=self._now,
             handles=self.handles,
+            producer_id_expiration_ms=self.producer_id_expiration_ms,
         )
         with self._lock:
             self._logs[tp] = lg
@@ -271,6 +276,15 @@ class LogManager:
             if not lg.closed:
                 deleted += lg.delete_old_segments(now)
         return deleted
+
+    def remove_expired_producers(self, now_ms: int | None = None) -> int:
+        """producer.id.expiration.ms: forget idle producers (on the loop, like appends)."""
+        now = self._now() if now_ms is None else now_ms
+        return sum(
+            lg.producer_state.remove_expired_producers(now)
+            for lg in self.all_logs()
+            if not lg.closed
+        )
 
     def remove_deleted_files(self, now_ms: int | None = None) -> int:
         now = self._now() if now_ms is None else now_ms

@@ -656,6 +656,13 @@ class LogSegment:
                 paths.append(target)
         return paths
 
+    def take_files_from(self, suffix: str) -> None:
+        """Rename ``<file><suffix>`` to each of this segment's files (a cleaned segment's
+        ``.swap`` files going live): the indexes first, the log last, so a crash in between
+        leaves the ``.log.swap`` that load-time recovery finishes from."""
+        for path in (self.offset_index.path, self.time_index.path, self.log_path):
+            os.rename(path.with_name(path.name + suffix), path)
+
     def delete_files(self) -> None:
         self.drop_handles()
         for path in (self.log_path, self.offset_index.path, self.time_index.path):

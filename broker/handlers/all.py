@@ -4,8 +4,12 @@ from pybroker.broker.handlers import (  # noqa: F401
     admin_configs,
     admin_topics,
     api_versions,
+    delete_records,
     fetch,
+    groups,
     list_offsets,
     metadata,
+    offsets,
     produce,
+    txn,
 )

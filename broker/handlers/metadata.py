@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from pybroker.broker.context import RequestContext
+from pybroker.broker.groups.coordinator import OFFSETS_TOPIC
+from pybroker.broker.groups.store import create_offsets_topic
 from pybroker.broker.handlers.registry import api
 from pybroker.protocol.codec import ZERO_UUID, build, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
@@ -67,12 +69,16 @@ def auto_create(ctx: RequestContext, name: str) -> dict[str, Any]:
     broker = ctx.broker
     assert broker.controller is not None
     try:
-        info = broker.controller.create_topic(
-            name,
-            broker.config.num_partitions,
-            min(broker.config.default_replication_factor, len(broker.image.brokers)),
-            {},
-        )
+        if name == OFFSETS_TOPIC:
+            # Internal topics get their own partitions and configs (AutoTopicCreationManager).
+            info = create_offsets_topic(broker)
+        else:
+            info = broker.controller.create_topic(
+                name,
+                broker.config.num_partitions,
+                min(broker.config.default_replication_factor, len(broker.image.brokers)),
+                {},
+            )
     except KafkaError as exc:
         if exc.code == ErrorCode.topic_already_exists:
             return topic_entry(broker.image.topics[name])

@@ -2,6 +2,13 @@
 
 The records field is copied once into a bytearray so the log can rewrite base offsets in
 place; everything else about the batches is validated and stored as the producer sent it.
+
+Idempotent producers: the log checks epochs and sequences (storage/producer_state.py). A
+retried batch that is already in the log is a success answered with its original base
+offset (and, as Kafka does, its stored timestamp as log_append_time). Producer-state errors
+carry the log start offset and no error message, as Kafka's ReplicaManager sends them.
+Transactional batches need a transactional id in the request, else the whole request gets
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED (KafkaApis.handleProduceRequest).
 """
 
 from __future__ import annotations
@@ -16,7 +23,14 @@ from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.registry import api
 from pybroker.protocol.codec import build, response_type
 from pybroker.protocol.compression import ZSTD
-from pybroker.protocol.errors import ErrorCode, KafkaError
+from pybroker.protocol.errors import (
+    ErrorCode,
+    InvalidProducerEpochError,
+    InvalidTxnStateError,
+    KafkaError,
+    OutOfOrderSequenceError,
+    TransactionCoordinatorFencedError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +59,24 @@ def _is_zstd(records: bytes) -> bool:
     return len(records) > 22 and records[22] & 0x07 == ZSTD
 
 
+def _has_transactional_records(request: Any) -> bool:
+    """Kafka's ProduceRequest.hasTransactionalRecords (attribute bit 4 of the batch)."""
+    return any(
+        pd.records is not None and len(pd.records) > 22 and pd.records[22] & 0x10
+        for topic in request.topic_data
+        for pd in topic.partition_data
+    )
+
+
+# Errors Kafka answers with the partition's log start offset and without a message.
+_PRODUCER_STATE_ERRORS = (
+    OutOfOrderSequenceError,
+    InvalidProducerEpochError,
+    InvalidTxnStateError,
+    TransactionCoordinatorFencedError,
+)
+
+
 @api(0, "Produce", 3, 12)
 async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
@@ -53,11 +85,18 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     responses = []
     failed = False
     to_flush = []
+    denied = request.transactional_id is None and _has_transactional_records(request)
     for topic in request.topic_data:
         name = topic.name
         parts = []
         for pd in topic.partition_data:
             index = int(pd.index)
+            if denied:
+                parts.append(
+                    _partition_response(index, ErrorCode.transactional_id_authorization_failed)
+                )
+                failed = True
+                continue
             if acks not in (0, 1, -1):
                 parts.append(_partition_response(index, ErrorCode.invalid_required_acks))
                 failed = True
@@ -76,8 +115,20 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                 failed = True
                 if exc.code not in (ErrorCode.unknown_topic_or_partition,):
                     log.debug("Produce to %s-%d failed: %s", name, index, exc)
-                parts.append(_partition_response(index, exc.code, message=str(exc)))
+                if isinstance(exc, _PRODUCER_STATE_ERRORS):
+                    failed_log = rm.log_manager.get_log(name, index)
+                    start = failed_log.log_start_offset if failed_log is not None else -1
+                    parts.append(_partition_response(index, exc.code, log_start_offset=start))
+                else:
+                    parts.append(_partition_response(index, exc.code, message=str(exc)))
                 continue
+            if info.duplicate:
+                log.debug(
+                    "Produce to %s-%d: duplicate of the batch at offset %d",
+                    name,
+                    index,
+                    info.base_offset,
+                )
             if lg.needs_flush(now_ms()):
                 to_flush.append(lg)
             parts.append(

@@ -264,7 +264,7 @@ def test_stray_files_and_leftovers_in_a_log_dir(
     log.close()
     (dir / "notes.txt").write_text("hello")
     (dir / "subdir").mkdir()
-    (dir / "00000000000000000000.snapshot").write_bytes(b"producer state")
+    (dir / "00000000000000000000.txnindex").write_bytes(b"aborted txns")
     (dir / "00000000000000000099.index").write_bytes(b"\x00" * 8)  # orphaned index
     (dir / "00000000000000000005.log.deleted").write_bytes(b"old")
     (dir / "leader-epoch-checkpoint.tmp").write_text("half")
@@ -274,7 +274,7 @@ def test_stray_files_and_leftovers_in_a_log_dir(
     assert all_bytes(again) == b"".join(stored)
     assert "notes.txt" in caplog.text and "subdir" in caplog.text and "abc.log" in caplog.text
     names = {p.name for p in dir.iterdir()}
-    assert {"notes.txt", "subdir", "00000000000000000000.snapshot", "abc.log"} <= names
+    assert {"notes.txt", "subdir", "00000000000000000000.txnindex", "abc.log"} <= names
     assert "00000000000000000099.index" not in names
     assert "00000000000000000005.log.deleted" not in names
     assert "leader-epoch-checkpoint.tmp" not in names

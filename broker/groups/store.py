@@ -1,0 +1,122 @@
+"""The coordinator's ties to the broker: ``__consumer_offsets`` logs, the loop, the image.
+
+``LogGroupStore`` appends coordinator records as one uncompressed batch through the
+ReplicaManager (acks=all, like Kafka's coordinator) and reads a partition back batch by
+batch for loading. ``offsets_topic_configs`` and ``create_offsets_topic`` make the topic
+the way Kafka's auto-creation does, on the first FindCoordinator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pybroker.broker.clock import now_ms
+from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator, Record
+from pybroker.protocol.errors import ErrorCode, KafkaError
+from pybroker.protocol.records import NewRecord, build_batch, decode_records, iter_batches
+from pybroker.replication.metadata import ClusterImage, TopicInfo
+
+if TYPE_CHECKING:
+    from pybroker.broker.server import Broker
+
+log = logging.getLogger(__name__)
+
+
+class LoopScheduler:
+    """Timers on the running event loop (the broker's)."""
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Any:
+        return asyncio.get_running_loop().call_later(delay, callback, *args)
+
+
+class LogGroupStore:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def append(self, partition: int, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        ts = now_ms()
+        batch = build_batch([NewRecord(k, v, timestamp=ts) for k, v in records])
+        self.broker.replica_manager.append(OFFSETS_TOPIC, partition, bytearray(batch), -1)
+
+    def read(self, partition: int) -> Iterator[tuple[bytes | None, bytes | None]]:
+        lg = self.broker.log_manager.get_log(OFFSETS_TOPIC, partition)
+        if lg is None:
+            return
+        chunk = max(self.broker.config.offsets_load_buffer_size, 65536)
+        offset = lg.log_start_offset
+        end = lg.log_end_offset
+        while offset < end:
+            info = lg.read(offset, chunk)
+            data = b"".join(s.read() for s in info.slices)
+            next_offset = offset
+            for pos, header in iter_batches(data):
+                next_offset = header.base_offset + header.last_offset_delta + 1
+                if header.attributes & 0x20:  # control batch (transaction marker)
+                    continue
+                if header.attributes & 0x10:
+                    log.warning(
+                        "Skipping a transactional batch at offset %d of %s-%d: transactional "
+                        "offset commits are not supported yet",
+                        header.base_offset,
+                        OFFSETS_TOPIC,
+                        partition,
+                    )
+                    continue
+                for record in decode_records(data, pos):
+                    if record.offset >= offset:
+                        yield record.key, record.value
+            if next_offset <= offset:
+                log.error("Cannot read %s-%d past offset %d", OFFSETS_TOPIC, partition, offset)
+                return
+            offset = next_offset
+
+
+def offsets_topic_configs(broker: Broker) -> dict[str, str]:
+    return {
+        "cleanup.policy": "compact",
+        "compression.type": "producer",
+        "segment.bytes": str(broker.config.offsets_topic_segment_bytes),
+    }
+
+
+def create_offsets_topic(broker: Broker) -> TopicInfo:
+    """Create ``__consumer_offsets`` (Kafka's auto-creation of the internal topic);
+    raises KafkaError. Replication is capped at the brokers there are."""
+    assert broker.controller is not None
+    image = broker.image
+    existing = image.topics.get(OFFSETS_TOPIC)
+    if existing is not None:
+        return existing
+    rf = min(broker.config.offsets_topic_replication_factor, len(image.brokers))
+    if rf < 1:
+        raise KafkaError(
+            "no brokers to host the offsets topic", ErrorCode.coordinator_not_available
+        )
+    info = broker.controller.create_topic(
+        OFFSETS_TOPIC,
+        broker.config.offsets_topic_num_partitions,
+        rf,
+        offsets_topic_configs(broker),
+    )
+    log.info(
+        "Created %s with %d partitions and replication factor %d",
+        OFFSETS_TOPIC,
+        len(info.partitions),
+        rf,
+    )
+    return info
+
+
+def apply_image(coordinator: GroupCoordinator, image: ClusterImage, node_id: int) -> None:
+    """Own the offsets-topic partitions this broker leads (a recreated topic is new)."""
+    info = image.topics.get(OFFSETS_TOPIC)
+    if info is None:
+        coordinator.set_owned(set(), None)
+        return
+    led = {p.partition for p in info.partitions if p.leader == node_id}
+    coordinator.set_owned(led, info.topic_id, len(info.partitions))

@@ -1,0 +1,327 @@
+"""Group APIs: FindCoordinator (10), JoinGroup (11), Heartbeat (12), LeaveGroup (13),
+SyncGroup (14), DescribeGroups (15), ListGroups (16) and DeleteGroups (42).
+
+Versions and answers follow Kafka 4.x's ``KafkaApis`` in front of the classic group
+coordinator (``broker.groups.coordinator``). JoinGroup and SyncGroup wait for the
+rebalance step they belong to; the connection, like Kafka's muted channel, serves this
+client's next request once they are answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from pybroker.broker.context import RequestContext
+from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
+from pybroker.broker.groups.group import GroupState, JoinResult, SyncResult
+from pybroker.broker.groups.store import create_offsets_topic
+from pybroker.broker.handlers.registry import api
+from pybroker.protocol.codec import build, millis, response_type
+from pybroker.protocol.errors import ErrorCode, KafkaError
+
+log = logging.getLogger(__name__)
+
+AUTHORIZED_OPS_NOT_REQUESTED = -(2**31)
+# AclOperation codes Kafka 4.x supports on a GROUP (READ, DELETE, DESCRIBE,
+# DESCRIBE_CONFIGS, ALTER_CONFIGS); with no authorizer all are allowed.
+GROUP_OPERATIONS = sum(1 << op for op in (3, 6, 8, 10, 11))
+KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION, KEY_TYPE_SHARE = 0, 1, 2
+
+# Errors.message() of the codes FindCoordinator reports (v1+ carries a message).
+_MESSAGES = {
+    ErrorCode.none: "NONE",
+    ErrorCode.coordinator_not_available: "The coordinator is not available.",
+    ErrorCode.unsupported_version: "The version of API is not supported.",
+    ErrorCode.invalid_request: (
+        "This most likely occurs because of a request being malformed by the client library "
+        "or the message was sent to an incompatible broker. See the broker logs for more "
+        "details."
+    ),
+}
+
+
+def coordinator_of(ctx: RequestContext) -> GroupCoordinator:
+    return ctx.broker.group_coordinator
+
+
+# ------------------------------------------------------------------ FindCoordinator
+
+
+def _find(ctx: RequestContext, key_type: int, key: str) -> tuple[ErrorCode, int, str, int]:
+    """Kafka's getCoordinator: (error, node id, host, port)."""
+    no_node = (-1, "", -1)
+    if key_type == KEY_TYPE_GROUP:
+        broker = ctx.broker
+        info = broker.image.topics.get(OFFSETS_TOPIC)
+        if info is None:
+            try:
+                info = create_offsets_topic(broker)
+            except KafkaError as exc:
+                log.warning("Cannot create %s: %s", OFFSETS_TOPIC, exc)
+                return (ErrorCode.coordinator_not_available, *no_node)
+        image = broker.image
+        partition = coordinator_of(ctx).partition_for(key)
+        state = image.partition(OFFSETS_TOPIC, partition)
+        node = image.brokers.get(state.leader) if state is not None else None
+        if node is None:
+            return (ErrorCode.coordinator_not_available, *no_node)
+        return ErrorCode.none, node.node_id, node.host, node.port
+    if key_type == KEY_TYPE_TRANSACTION:
+        # No transaction coordinator yet. Like Redpanda with transactions disabled, and
+        # like our InitProducerId for a transactional id (handlers/txn.py), answer
+        # UNSUPPORTED_VERSION: the Java client fails initTransactions at once, where
+        # COORDINATOR_NOT_AVAILABLE would have every client retry until its timeout.
+        return (ErrorCode.unsupported_version, *no_node)
+    # Share groups (KIP-932) are not served; any other key type is malformed.
+    return (ErrorCode.invalid_request, *no_node)
+
+
+@api(10, "FindCoordinator", 0, 6)
+async def handle_find_coordinator(ctx: RequestContext, request: Any) -> Any:
+    v = ctx.version
+    key_type = int(getattr(request, "key_type", KEY_TYPE_GROUP))
+    cls = response_type(10, v)
+    if v < 4:
+        error, node_id, host, port = _find(ctx, key_type, request.key)
+        return build(
+            cls,
+            throttle_time=0,
+            error_code=error,
+            error_message=_MESSAGES.get(error, error.name),
+            node_id=node_id,
+            host=host,
+            port=port,
+        )
+    coordinators = []
+    for key in request.coordinator_keys:
+        error, node_id, host, port = _find(ctx, key_type, key)
+        coordinators.append(
+            dict(
+                key=key,
+                node_id=node_id,
+                host=host,
+                port=port,
+                error_code=error,
+                error_message=_MESSAGES.get(error, error.name),
+            )
+        )
+    return build(cls, throttle_time=0, coordinators=coordinators)
+
+
+# ------------------------------------------------------------------ JoinGroup / SyncGroup
+
+
+def _client_host(ctx: RequestContext) -> str:
+    host = ctx.peer.rsplit(":", 1)[0] if ":" in ctx.peer else ctx.peer
+    return "/" + host.strip("[]")
+
+
+def _waiter() -> tuple[asyncio.Future[Any], Any]:
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def done(result: Any) -> None:
+        if not fut.done():
+            fut.set_result(result)
+
+    return fut, done
+
+
+@api(11, "JoinGroup", 0, 9)
+async def handle_join_group(ctx: RequestContext, request: Any) -> Any:
+    v = ctx.version
+    session_timeout = millis(request.session_timeout)
+    rebalance_timeout = millis(request.rebalance_timeout) if v >= 1 else session_timeout
+    instance_id = getattr(request, "group_instance_id", None)
+    protocols: list[tuple[str, bytes]] = []
+    seen: set[str] = set()
+    for p in request.protocols:
+        if p.name not in seen:  # the protocols are a map keyed by name
+            seen.add(p.name)
+            protocols.append((p.name, bytes(p.metadata)))
+    fut, done = _waiter()
+    coordinator_of(ctx).join_group(
+        group_id=request.group_id,
+        member_id=request.member_id,
+        group_instance_id=instance_id,
+        require_known_member_id=v >= 4 and instance_id is None,
+        supports_skip_assignment=v >= 9,
+        client_id=ctx.client_id or "",
+        client_host=_client_host(ctx),
+        rebalance_timeout_ms=rebalance_timeout,
+        session_timeout_ms=session_timeout,
+        protocol_type=request.protocol_type,
+        protocols=protocols,
+        reason=getattr(request, "reason", None),
+        callback=done,
+    )
+    result: JoinResult = await fut
+    ok = result.error == ErrorCode.none
+    return build(
+        response_type(11, v),
+        throttle_time=0,
+        error_code=result.error,
+        generation_id=result.generation_id,
+        protocol_type=result.protocol_type if ok else None,
+        protocol_name=result.protocol_name if ok and result.protocol_name is not None else "",
+        leader=result.leader,
+        skip_assignment=result.skip_assignment,
+        member_id=result.member_id,
+        members=[
+            dict(member_id=m, group_instance_id=i, metadata=md) for m, i, md in result.members
+        ],
+    )
+
+
+@api(14, "SyncGroup", 0, 5)
+async def handle_sync_group(ctx: RequestContext, request: Any) -> Any:
+    v = ctx.version
+    assignments = {a.member_id: bytes(a.assignment) for a in request.assignments}
+    fut, done = _waiter()
+    coordinator_of(ctx).sync_group(
+        group_id=request.group_id,
+        generation_id=int(request.generation_id),
+        member_id=request.member_id,
+        protocol_type=getattr(request, "protocol_type", None),
+        protocol_name=getattr(request, "protocol_name", None),
+        group_instance_id=getattr(request, "group_instance_id", None),
+        assignments=assignments,
+        callback=done,
+    )
+    result: SyncResult = await fut
+    return build(
+        response_type(14, v),
+        throttle_time=0,
+        error_code=result.error,
+        protocol_type=result.protocol_type,
+        protocol_name=result.protocol_name,
+        assignment=result.assignment,
+    )
+
+
+# ------------------------------------------------------------------ Heartbeat / LeaveGroup
+
+
+@api(12, "Heartbeat", 0, 4)
+async def handle_heartbeat(ctx: RequestContext, request: Any) -> Any:
+    error = coordinator_of(ctx).heartbeat(
+        request.group_id,
+        request.member_id,
+        getattr(request, "group_instance_id", None),
+        int(request.generation_id),
+    )
+    return build(response_type(12, ctx.version), throttle_time=0, error_code=error)
+
+
+@api(13, "LeaveGroup", 0, 5)
+async def handle_leave_group(ctx: RequestContext, request: Any) -> Any:
+    v = ctx.version
+    if v < 3:
+        leaving = [(request.member_id, None, None)]
+    else:
+        leaving = [
+            (m.member_id, m.group_instance_id, getattr(m, "reason", None)) for m in request.members
+        ]
+    top, errors = coordinator_of(ctx).leave_group(request.group_id, leaving)
+    if v < 3:
+        error = top if top != ErrorCode.none else (errors[0] if errors else ErrorCode.none)
+        return build(response_type(13, v), throttle_time=0, error_code=error)
+    return build(
+        response_type(13, v),
+        throttle_time=0,
+        error_code=top,
+        members=[
+            dict(member_id=m, group_instance_id=i, error_code=e)
+            for (m, i, _), e in zip(leaving, errors, strict=False)
+        ],
+    )
+
+
+# ------------------------------------------------------------------ admin
+
+
+@api(16, "ListGroups", 0, 5)
+async def handle_list_groups(ctx: RequestContext, request: Any) -> Any:
+    v = ctx.version
+    error, groups = coordinator_of(ctx).list_groups(
+        getattr(request, "states_filter", ()) or (), getattr(request, "types_filter", ()) or ()
+    )
+    return build(
+        response_type(16, v),
+        throttle_time=0,
+        error_code=error,
+        groups=[
+            dict(
+                group_id=g.group_id,
+                protocol_type=g.protocol_type,
+                group_state=g.state,
+                group_type=g.group_type,
+            )
+            for g in groups
+        ],
+    )
+
+
+@api(15, "DescribeGroups", 0, 6)
+async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
+    v = ctx.version
+    coordinator = coordinator_of(ctx)
+    ops = (
+        GROUP_OPERATIONS
+        if v >= 3 and request.include_authorized_operations
+        else AUTHORIZED_OPS_NOT_REQUESTED
+    )
+    described = []
+    for group_id in request.groups:
+        error, group = coordinator.describe_group(group_id)
+        entry: dict[str, Any] = dict(
+            error_code=error,
+            error_message=None,
+            group_id=group_id,
+            group_state="",
+            protocol_type="",
+            protocol_data="",
+            members=[],
+            authorized_operations=AUTHORIZED_OPS_NOT_REQUESTED,
+        )
+        if error == ErrorCode.group_id_not_found:
+            entry["group_state"] = GroupState.DEAD.value
+            if v >= 6:
+                entry["error_message"] = f"Group {group_id} not found."
+            else:
+                entry["error_code"] = ErrorCode.none
+        elif group is not None:
+            stable = group.state == GroupState.STABLE and group.protocol_name is not None
+            entry.update(
+                group_state=group.state.value,
+                protocol_type=group.protocol_type or "",
+                protocol_data=group.protocol_name if stable else "",
+                authorized_operations=ops,
+                members=[
+                    dict(
+                        member_id=m.member_id,
+                        group_instance_id=m.group_instance_id,
+                        client_id=m.client_id,
+                        client_host=m.client_host,
+                        member_metadata=m.metadata(group.protocol_name)
+                        if stable and group.protocol_name is not None
+                        else b"",
+                        member_assignment=m.assignment if stable else b"",
+                    )
+                    for m in group.members.values()
+                ],
+            )
+        described.append(entry)
+    return build(response_type(15, v), throttle_time=0, groups=described)
+
+
+@api(42, "DeleteGroups", 0, 2)
+async def handle_delete_groups(ctx: RequestContext, request: Any) -> Any:
+    unique = list(dict.fromkeys(request.groups_names))
+    results = coordinator_of(ctx).delete_groups(unique)
+    return build(
+        response_type(42, ctx.version),
+        throttle_time=0,
+        results=[dict(group_id=g, error_code=results[g]) for g in unique],
+    )
