@@ -19,7 +19,10 @@ from pybroker.broker.groups.store import LogGroupStore, LoopScheduler
 from pybroker.broker.groups.store import apply_image as apply_groups_image
 from pybroker.broker.log_cleaner import CleanerService
 from pybroker.broker.purgatory import FetchPurgatory
+from pybroker.broker.txn.coordinator import TransactionCoordinator, TxnConfig
 from pybroker.broker.txn.producer_ids import ProducerIdManager
+from pybroker.broker.txn.store import LocalMarkerWriter, LogTxnStore
+from pybroker.broker.txn.store import apply_image as apply_txn_image
 from pybroker.config.broker_config import BrokerConfig
 from pybroker.config.topic_config import TopicConfig
 from pybroker.replication.controller import LocalController
@@ -65,6 +68,14 @@ class Broker:
         self.group_coordinator = GroupCoordinator(
             CoordinatorConfig.from_broker(config), LogGroupStore(self), LoopScheduler(), now_ms
         )
+        self.txn_coordinator = TransactionCoordinator(
+            TxnConfig.from_broker(config),
+            LogTxnStore(self),
+            LocalMarkerWriter(self),
+            self.producer_ids.generate,
+            LoopScheduler(),
+            now_ms,
+        )
 
     # ------------------------------------------------------------------ state
     @property
@@ -80,6 +91,8 @@ class Broker:
     def _apply_image(self, image) -> None:  # noqa: ANN001 - ClusterImage
         self.replica_manager.apply_image(image)
         apply_groups_image(self.group_coordinator, image, self.node_id)
+        # After the groups: completing a transaction may write markers to their partitions.
+        apply_txn_image(self.txn_coordinator, image, self.node_id)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -98,6 +111,7 @@ class Broker:
         )
         self.controller.start()
         self.group_coordinator.start()
+        self.txn_coordinator.start()
         from pybroker.broker.connection import KafkaConnection
 
         listener = self.config.listeners[0]
@@ -178,6 +192,7 @@ class Broker:
         log.info("Shutting down")
         self.stopping = True
         self.group_coordinator.shutdown()  # answers waiting JoinGroup/SyncGroup
+        self.txn_coordinator.shutdown()
         if self._server is not None:
             self._server.close()
         for task in self._tasks:

@@ -87,9 +87,19 @@ class ReplicaManager:
         return lg
 
     def append(
-        self, topic: str, partition: int, payload: bytearray, acks: int
+        self,
+        topic: str,
+        partition: int,
+        payload: bytearray,
+        acks: int,
+        *,
+        client: bool = True,
+        verified_txn: tuple[int, int] | None = None,
     ) -> tuple[Log, object]:
-        """Append a validated-by-the-log payload as leader; returns (log, AppendInfo)."""
+        """Append a validated-by-the-log payload as leader; returns (log, AppendInfo).
+
+        ``client=False``: the broker's own append (coordinator records, transaction
+        markers); ``verified_txn``: see Log.append_as_leader."""
         lg = self.leader_log(topic, partition)
         if acks == -1:
             state = self.image.partition(topic, partition) if self.image else None
@@ -101,7 +111,12 @@ class ReplicaManager:
                     ErrorCode.not_enough_replicas,
                 )
         state = self.image.partition(topic, partition) if self.image else None
-        info: AppendInfo = lg.append_as_leader(payload, state.leader_epoch if state else 0)
+        info: AppendInfo = lg.append_as_leader(
+            payload,
+            state.leader_epoch if state else 0,
+            client=client,
+            verified_txn=verified_txn,
+        )
         # Single replica: the ISR is this broker, so everything appended is committed.
         lg.high_watermark = lg.log_end_offset
         for listener in self._listeners:

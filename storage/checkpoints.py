@@ -38,8 +38,11 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file."""
+def write_atomic(path: Path, data: str | bytes, *, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file.
+
+    ``sync=False`` skips both fsyncs: the new file survives a process crash but maybe not
+    a power loss (for hot-path writes whose durable copy a later flush makes)."""
     raw = data.encode() if isinstance(data, str) else data
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -47,12 +50,14 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         view = memoryview(raw)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    with contextlib.suppress(OSError):
-        fsync_dir(path.parent)
+    if sync:
+        with contextlib.suppress(OSError):
+            fsync_dir(path.parent)
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -124,9 +129,11 @@ def read_epoch_checkpoint(path: Path) -> list[tuple[int, int]]:
     return entries
 
 
-def write_epoch_checkpoint(path: Path, entries: Iterable[tuple[int, int]]) -> None:
+def write_epoch_checkpoint(
+    path: Path, entries: Iterable[tuple[int, int]], *, sync: bool = True
+) -> None:
     lines = [f"{e} {o}\n" for e, o in entries]
-    write_atomic(path, f"0\n{len(lines)}\n" + "".join(lines))
+    write_atomic(path, f"0\n{len(lines)}\n" + "".join(lines), sync=sync)
 
 
 def topic_id_to_str(topic_id: uuid.UUID) -> str:

@@ -48,6 +48,7 @@ def _write_zeros(fd: int, position: int, length: int) -> None:
         position += written
         length -= written
 
+
 # CPython < 3.13 dups the fd inside every mmap object, so each mapped index costs an fd
 # until it is unmapped; 3.13 can map without keeping one.
 _MMAP_KWARGS: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) else {}

@@ -48,6 +48,7 @@ from pybroker.storage.cleaner import SWAP_SUFFIX, complete_swaps
 from pybroker.storage.epoch_cache import UNDEFINED_EPOCH, LeaderEpochCache
 from pybroker.storage.errors import (
     CorruptCheckpointError,
+    CorruptIndexError,
     InconsistentTopicIdError,
     RecordBatchTooLargeError,
     UnexpectedAppendOffsetError,
@@ -57,8 +58,10 @@ from pybroker.storage.handles import Handles, default_handles
 from pybroker.storage.producer_state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
     BatchMetadata,
+    CompletedTxn,
     Origin,
     ProducerStateManager,
+    read_control_marker,
 )
 from pybroker.storage.segment import (
     DELETED_SUFFIX,
@@ -69,6 +72,7 @@ from pybroker.storage.segment import (
     LogSegment,
     random_jitter,
 )
+from pybroker.storage.txn_index import TXN_INDEX_SUFFIX, AbortedTxn
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +124,8 @@ class ReadInfo:
     log_start_offset: int
     log_end_offset: int
     high_watermark: int
+    # read(collect_aborted=True): the aborted transactions overlapping the fetched batches
+    aborted_transactions: list[AbortedTxn] | None = None
 
 
 class Log:
@@ -153,6 +159,8 @@ class Log:
         self.producer_state = ProducerStateManager(
             dir, f"{topic}-{partition}", producer_id_expiration_ms=producer_id_expiration_ms
         )
+        self.producer_state.txn_listener = self._on_txn_completed
+        self._txn_index_found: set[int] = set()  # segment bases with a .txnindex file
         self.last_flush_ms = now_ms()
         self._closed = False
         self._dir_dirty = False  # a segment file was created since the last flush
@@ -237,8 +245,10 @@ class Log:
             elif stem.isdigit() and stem.isascii() and entry.is_file():
                 if "." + suffix == LOG_SUFFIX:
                     bases.add(int(stem))
-                elif "." + suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                elif "." + suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
                     index_bases.setdefault(int(stem), []).append(path)
+                    if "." + suffix == TXN_INDEX_SUFFIX:
+                        self._txn_index_found.add(int(stem))
                 elif not name.endswith(_KNOWN_SUFFIXES):
                     log.warning("Ignoring stray file %s in log dir", path)
             elif name in (PARTITION_METADATA, LEADER_EPOCH_CHECKPOINT):
@@ -282,7 +292,11 @@ class Log:
         ]
         for seg, nxt in zip(segments, bases[1:], strict=False):
             seg.next_base = nxt
+        # Segments whose .txnindex is rebuilt from the log (Kafka rebuilds it with every
+        # segment it recovers): from this base on.
+        rebuild_txn_from: int | None = None
         if not clean and segments:
+            rebuild_txn_from = bases[max(bisect.bisect_right(bases, recovery_point) - 1, 0)]
             segments = self._recover(segments, recovery_point)
         elif segments:
             last = segments[-1]
@@ -291,6 +305,7 @@ class Log:
             if end != last.size:
                 log.warning("%s has a torn tail despite a clean shutdown", last.log_path)
                 last.recover()
+                rebuild_txn_from = last.base_offset
         start = log_start_offset if log_start_offset is not None else 0
         if not segments:
             segments = [self._new_segment(start, now)]
@@ -314,7 +329,53 @@ class Log:
         self.epoch_cache.truncate_from_end(self.log_end_offset)
         self.epoch_cache.truncate_from_start(self.log_start_offset)
         self.high_watermark = self.log_start_offset if high_watermark is None else high_watermark
+        self._check_txn_indexes(rebuild_txn_from)
         self.producer_state.load(self._segments, self.log_start_offset, leo, clean, now)
+
+    def _check_txn_indexes(self, rebuild_from: int | None) -> None:
+        """Sanity-check the .txnindex files of the segments kept as they are; rebuild the
+        ones of recovered segments (and any that fail the check) from the log, as Kafka
+        does for every segment it recovers."""
+        for seg in self._segments:
+            base = seg.base_offset
+            if rebuild_from is not None and base >= rebuild_from:
+                break
+            if base in self._txn_index_found:
+                try:
+                    seg.txn_index.sanity_check()
+                except CorruptIndexError as e:
+                    log.warning("Rebuilding transaction indexes of %s: %s", self.dir.name, e)
+                    rebuild_from = base
+                    break
+        self._txn_index_found.clear()
+        if rebuild_from is None:
+            return
+        segments = [seg for seg in self._segments if seg.base_offset >= rebuild_from]
+        for seg in segments:
+            seg.txn_index.reset()
+        open_txns = self.producer_state.open_txns_at(self._segments, rebuild_from)
+        end = self.log_end_offset
+        for seg in segments:
+            try:
+                for pos, h in seg.iter_headers():
+                    if h.base_offset >= end:
+                        break
+                    if not h.is_transactional:
+                        continue
+                    pid = h.producer_id
+                    if not h.is_control:
+                        open_txns.setdefault(pid, h.base_offset)
+                        continue
+                    first = open_txns.pop(pid, None)
+                    marker = read_control_marker(os.pread(seg.file().fd, h.size, pos), 0)
+                    if first is None or marker is None or marker.commit:
+                        continue
+                    lso = min(open_txns.values(), default=h.base_offset + 1)
+                    seg.txn_index.append(
+                        AbortedTxn(pid, first, h.base_offset, min(lso, h.base_offset + 1))
+                    )
+            except (CorruptRecordError, OSError) as e:
+                log.warning("Cannot rebuild the transaction index of %s: %s", seg.log_path, e)
 
     def _recover(self, segments: list[LogSegment], recovery_point: int) -> list[LogSegment]:
         bases = [s.base_offset for s in segments]
@@ -377,6 +438,20 @@ class Log:
     def latest_epoch(self) -> int:
         return self.epoch_cache.latest_epoch
 
+    @property
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the earliest open transaction (at least the log start)."""
+        first = self.producer_state.first_undecided_offset()
+        return None if first is None else max(first, self.log_start_offset)
+
+    @property
+    def last_stable_offset(self) -> int:
+        """Kafka's LSO: the first unstable offset if it is below the high watermark, else
+        the high watermark. read_committed consumers never read at or beyond it."""
+        first = self.first_unstable_offset
+        hw = self._high_watermark
+        return first if first is not None and first < hw else hw
+
     def size_bytes(self) -> int:
         return sum(s.size for s in self._segments)
 
@@ -398,12 +473,26 @@ class Log:
         now_ms: int | None = None,
         *,
         client: bool = True,
+        verified_txn: tuple[int, int] | None = None,
     ) -> AppendInfo:
         """Validate, assign offsets and epoch in place, write with one pwrite.
 
         ``client=False`` is for the broker's own appends (coordinators, markers): any
         number of batches, control batches allowed, no client-only checks.
+        ``verified_txn`` (producer id, epoch): the transaction coordinator confirmed this
+        partition is in that producer's transaction (KIP-890), so its first transactional
+        batch may start the transaction here.
         """
+        state = self.producer_state
+        state.verified_txn = verified_txn
+        try:
+            return self._append_as_leader(payload, leader_epoch, now_ms, client)
+        finally:
+            state.verified_txn = None
+
+    def _append_as_leader(
+        self, payload: bytearray, leader_epoch: int, now_ms: int | None, client: bool
+    ) -> AppendInfo:
         self._check_open()
         config = self.config
         headers = validate_batches(payload, config.max_message_bytes, client=client)
@@ -596,6 +685,47 @@ class Log:
         log.debug("Rolled new log segment at offset %d in %s", new_base, self.dir)
         return new
 
+    # -- transactions ------------------------------------------------------------------
+
+    def _on_txn_completed(self, txn: CompletedTxn, last_stable_offset: int) -> None:
+        """A marker ended a transaction (append or replay): index it if it aborted.
+
+        The entry goes to the segment holding the marker. A replay meets markers that
+        are indexed already (the segment's last entry is at or after them): skipped.
+        """
+        if not txn.is_aborted:
+            return
+        i = bisect.bisect_right(self._bases, txn.last_offset) - 1
+        if i < 0:
+            return
+        index = self._segments[i].txn_index
+        last = index.last_offset
+        if last is not None and last >= txn.last_offset:
+            return
+        try:
+            index.append(
+                AbortedTxn(txn.producer_id, txn.first_offset, txn.last_offset, last_stable_offset)
+            )
+        except OSError as e:
+            log.error("Cannot write the transaction index of %s: %s", self.dir.name, e)
+            raise KafkaStorageError(f"Error writing {index.path}: {e}") from e
+
+    def collect_aborted_txns(self, start: int, upper_bound: int) -> list[AbortedTxn]:
+        """Aborted transactions overlapping [start, upper_bound) (Kafka's
+        collectAbortedTransactions), from the segment holding ``start`` onwards."""
+        segments = self._segments
+        i = max(bisect.bisect_right(self._bases, start) - 1, 0)
+        found: list[AbortedTxn] = []
+        for seg in segments[i:]:
+            result = seg.txn_index.collect(start, upper_bound)
+            found += result.aborted
+            if result.complete:
+                break
+        return found
+
+    def all_aborted_txns(self) -> list[AbortedTxn]:
+        return [e for seg in self._segments for e in seg.txn_index.entries()]
+
     # -- reads -------------------------------------------------------------------------
 
     def read(
@@ -605,9 +735,13 @@ class Log:
         *,
         max_offset: int | None = None,
         min_one_batch: bool = True,
+        collect_aborted: bool = False,
     ) -> ReadInfo:
         """Whole batches from the one holding ``offset``: at most ``max_bytes`` (but the
-        first batch whole if ``min_one_batch``), none at or beyond ``max_offset``."""
+        first batch whole if ``min_one_batch``), none at or beyond ``max_offset``.
+
+        ``collect_aborted`` (read_committed): also the aborted transactions overlapping
+        the batches read, up to the offset after the last one (Kafka's fetch upper bound)."""
         self._check_open()
         start, leo = self.log_start_offset, self.log_end_offset
         if offset < start or offset > leo:
@@ -619,6 +753,8 @@ class Log:
         limit = leo if max_offset is None else min(max_offset, leo)
         slices: list[FileSlice] = []
         total = 0
+        requested = offset
+        upper = offset  # the offset after the last batch read
         if offset < limit:
             segments, bases = self._segments, self._bases
             i = max(bisect.bisect_right(bases, offset) - 1, 0)
@@ -633,6 +769,8 @@ class Log:
                     if piece is not None and piece.length:
                         slices.append(piece)
                         total += piece.length
+                        if collect_aborted:
+                            upper = self._offset_after(segments[i], piece, nxt)
                     if not more or nxt is None or nxt >= limit:
                         break
                     offset = nxt
@@ -640,7 +778,19 @@ class Log:
             except (OSError, CorruptRecordError) as e:
                 log.error("Error reading %s at offset %d: %s", self.dir, offset, e)
                 raise KafkaStorageError(f"Error reading {self.dir.name}: {e}") from e
-        return ReadInfo(slices, total, start, leo, self._high_watermark)
+        aborted = None
+        if collect_aborted:
+            aborted = self.collect_aborted_txns(requested, upper) if slices else []
+        return ReadInfo(slices, total, start, leo, self._high_watermark, aborted)
+
+    def _offset_after(self, seg: LogSegment, piece: FileSlice, next_base: int | None) -> int:
+        """The offset of the batch after ``piece`` (the next segment's base, or the log
+        end, when the piece reaches the end of ``seg``)."""
+        end = piece.position + piece.length
+        header = seg.header_at(end) if end < seg.size else None
+        if header is not None:
+            return header.base_offset
+        return next_base if next_base is not None else self.log_end_offset
 
     def fetch_offset_for_timestamp(self, timestamp: int) -> tuple[int, int, int] | None:
         """ListOffsets: (offset, timestamp, leader epoch) of the first record with a
@@ -778,10 +928,14 @@ class Log:
             created_ms=now,
         )
         new.next_base = segments[j].base_offset
+        # The aborted-transaction entries of the replaced segments move to the new one
+        # (Kafka rebuilds the cleaned segment's .txnindex the same way).
+        aborted = [e for seg in old for e in seg.txn_index.entries()]
         self._set_segments([*segments[:i], new, *segments[j:]])
         try:
             self._schedule_delete(old, now)
             new.take_files_from(SWAP_SUFFIX)
+            new.txn_index.write_all(aborted)
         except OSError as e:
             raise KafkaStorageError(
                 f"Error swapping cleaned segments of {self.dir.name}: {e}"

@@ -16,6 +16,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pybroker.config.topic_config import TopicConfig
@@ -38,6 +39,10 @@ from pybroker.storage.producer_state import DEFAULT_PRODUCER_ID_EXPIRATION_MS
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+# Threads that flush and close logs at shutdown (Kafka uses num.recovery.threads.per.data.dir
+# per dir): each log costs a few fsyncs, which run in parallel (they release the GIL), so
+# 10,000 partitions shut down in seconds rather than minutes.
+SHUTDOWN_THREADS = 8
 # Files of a log dir that are not partitions but are expected there.
 _KNOWN_FILES = frozenset(
     {
@@ -202,10 +207,13 @@ class LogManager:
         existing = self._logs.get(tp)
         if existing is not None:
             return existing
-        counts = {id(d): 0 for d in self._dirs}
-        for owner in self._dir_of.values():
-            counts[id(owner)] += 1
-        d = min(self._dirs, key=lambda x: counts[id(x)])
+        if len(self._dirs) == 1:
+            d = self._dirs[0]  # (counting is O(partitions): 10,000 creations would be O(n^2))
+        else:
+            counts = {id(d): 0 for d in self._dirs}
+            for owner in self._dir_of.values():
+                counts[id(owner)] += 1
+            d = min(self._dirs, key=lambda x: counts[id(x)])
         lg = Log.open(
             d.path / log_dir_name(topic, partition),
             config,
@@ -295,15 +303,19 @@ class LogManager:
     def shutdown(self) -> None:
         """Flush and close every log, checkpoint, write clean markers, release locks."""
         failed: set[int] = set()
-        for tp, lg in list(self._logs.items()):
+
+        def flush(item: tuple[TopicPartition, Log]) -> None:
+            tp, lg = item
             try:
                 lg.flush()
             except OSError as e:
                 log.error("Failed to flush %s at shutdown: %s", lg.dir, e)
                 failed.add(id(self._dir_of[tp]))
-        self.checkpoint()
-        for lg in self.all_logs():
-            lg.close()
+
+        with ThreadPoolExecutor(SHUTDOWN_THREADS, thread_name_prefix="log-shutdown") as pool:
+            list(pool.map(flush, list(self._logs.items())))
+            self.checkpoint()
+            list(pool.map(Log.close, self.all_logs()))
         for d in self._dirs:
             if d.lock_fd >= 0 and id(d) not in failed:
                 with contextlib.suppress(OSError):

@@ -61,7 +61,7 @@ import os
 import struct
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -390,6 +390,12 @@ class ProducerStateManager:
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self.producers: dict[int, ProducerStateEntry] = {}
         self.ongoing_txns: dict[int, int] = {}  # first offset -> producer id
+        # KIP-890: the (producer id, epoch) the transaction coordinator just confirmed
+        # this partition is part of; set by the Log for the duration of one append.
+        self.verified_txn: tuple[int, int] | None = None
+        # Called with (completed transaction, last stable offset once it completed) by
+        # every commit that ends transactions: the Log keeps its .txnindex with it.
+        self.txn_listener: Callable[[CompletedTxn, int], None] | None = None
         self.map_end_offset = 0  # state covers offsets below this
         self.last_snap_offset = 0
         self._snapshots: list[int] = self._list_snapshots()
@@ -426,6 +432,11 @@ class ProducerStateManager:
     def first_undecided_offset(self) -> int | None:
         return min(self.ongoing_txns) if self.ongoing_txns else None
 
+    def has_ongoing_txn(self, producer_id: int, epoch: int) -> bool:
+        """Whether this producer and epoch has an open transaction in the partition (a
+        transactional write then needs no KIP-890 verification)."""
+        return self._has_ongoing_txn(producer_id, epoch)
+
     def _has_ongoing_txn(self, producer_id: int, epoch: int) -> bool:
         e = self.producers.get(producer_id)
         return (
@@ -433,8 +444,16 @@ class ProducerStateManager:
         )
 
     def _verified(self, producer_id: int, epoch: int) -> bool:
-        """KIP-890 verification of a first transactional write (needs the coordinator)."""
-        return False
+        """KIP-890: the coordinator verified that this partition is in the producer's
+        transaction, so a first transactional batch may start it here."""
+        return self.verified_txn == (producer_id, epoch)
+
+    def last_stable_offset_after(self, txn: CompletedTxn) -> int:
+        """Kafka's ProducerStateManager.lastStableOffset(completedTxn), once ``txn`` is no
+        longer ongoing: the first offset of the earliest other open transaction, else the
+        offset after its marker."""
+        first = self.first_undecided_offset()
+        return txn.last_offset + 1 if first is None else min(first, txn.last_offset + 1)
 
     # -- appends -----------------------------------------------------------------------
 
@@ -611,6 +630,10 @@ class ProducerStateManager:
             self.ongoing_txns[first] = pid
         for txn in pending.completed_txns:
             self.ongoing_txns.pop(txn.first_offset, None)
+        listener = self.txn_listener
+        if listener is not None:
+            for txn in pending.completed_txns:
+                listener(txn, self.last_stable_offset_after(txn))
         return pending.completed_txns
 
     def apply_replicated(
@@ -843,6 +866,48 @@ class ProducerStateManager:
                     self.apply_replicated((h,), payload)
             except (CorruptRecordError, OSError) as e:
                 log.warning("Stopped reading %s for producer state: %s", seg.log_path, e)
+
+    def open_txns_at(self, segments: Sequence[LogSegment], offset: int) -> dict[int, int]:
+        """Producer id -> first offset of each transaction open just below ``offset``
+        (before ``load``): the newest valid snapshot at or below it, then the batch
+        headers up to it. The Log rebuilds the .txnindex of recovered segments from here."""
+        start, open_txns = 0, {}
+        for snap in reversed(self._list_snapshots()):
+            if snap > offset:
+                continue
+            try:
+                entries = decode_snapshot(self._path(snap).read_bytes())
+            except (CorruptSnapshotError, OSError):
+                continue
+            start = snap
+            open_txns = {
+                e.producer_id: e.current_txn_first_offset
+                for e in entries
+                if e.current_txn_first_offset is not None
+            }
+            break
+        for i, seg in enumerate(segments):
+            nxt = segments[i + 1].base_offset if i + 1 < len(segments) else None
+            if nxt is not None and nxt <= start:
+                continue
+            if seg.base_offset >= offset:
+                break
+            try:
+                found = seg.translate_offset(max(seg.base_offset, start))
+                if found is None:
+                    continue
+                for _, h in seg.iter_headers(found[0]):
+                    if h.base_offset >= offset:
+                        break
+                    if h.base_offset < start or not h.is_transactional:
+                        continue
+                    if h.is_control:
+                        open_txns.pop(h.producer_id, None)
+                    else:
+                        open_txns.setdefault(h.producer_id, h.base_offset)
+            except (CorruptRecordError, OSError) as e:
+                log.warning("Stopped reading %s for open transactions: %s", seg.log_path, e)
+        return open_txns
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """The log restarts empty at ``offset``: no producers, no snapshots."""

@@ -32,6 +32,7 @@ from pybroker.storage.errors import CorruptIndexError
 from pybroker.storage.file_slice import FileSlice, SegmentFile
 from pybroker.storage.handles import Handles
 from pybroker.storage.index import OffsetIndex, TimeIndex
+from pybroker.storage.txn_index import TXN_INDEX_SUFFIX, TransactionIndex
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ class LogSegment:
             writable=active,
             handles=handles.indexes,
         )
+        # Aborted transactions whose markers are in this segment (created on first use).
+        self.txn_index = TransactionIndex(dir / (name + TXN_INDEX_SUFFIX), base_offset)
         self._indexes_ok = False
         self._bytes_since_last_index_entry = 0
         self._max_ts: int | None = None  # None = not computed yet (lazy after load)
@@ -598,6 +601,7 @@ class LogSegment:
         position, header = found
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
+        self.txn_index.truncate_to(offset)
         truncated = self.size - position
         os.ftruncate(self.file().fd, position)
         self.size = position
@@ -625,6 +629,7 @@ class LogSegment:
                 os.close(fd)
         self.offset_index.fsync()
         self.time_index.fsync()
+        self.txn_index.fsync()
 
     def close(self) -> None:
         """Shutdown: final time index entry, trim, unmap, close the fd."""
@@ -648,8 +653,14 @@ class LogSegment:
     def rename_deleted(self) -> list[Path]:
         """Kafka's async delete, step one: ``.log`` -> ``.log.deleted`` etc."""
         self.drop_handles()
+        self.txn_index.forget()
         paths = []
-        for path in (self.log_path, self.offset_index.path, self.time_index.path):
+        for path in (
+            self.log_path,
+            self.offset_index.path,
+            self.time_index.path,
+            self.txn_index.path,
+        ):
             target = path.with_name(path.name + DELETED_SUFFIX)
             with contextlib.suppress(FileNotFoundError):
                 os.rename(path, target)
@@ -665,7 +676,13 @@ class LogSegment:
 
     def delete_files(self) -> None:
         self.drop_handles()
-        for path in (self.log_path, self.offset_index.path, self.time_index.path):
+        self.txn_index.forget()
+        for path in (
+            self.log_path,
+            self.offset_index.path,
+            self.time_index.path,
+            self.txn_index.path,
+        ):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 

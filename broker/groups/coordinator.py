@@ -170,6 +170,10 @@ class GroupCoordinator:
         self.num_partitions = config.offsets_topic_partitions
         self.active = True
         self._cleanup_timer: TimerHandle | None = None
+        # TxnOffsetCommit offsets waiting for their transaction's marker:
+        # producer id -> group -> (topic, partition) -> offset
+        self.pending_txn_offsets: dict[int, dict[str, dict[tuple[str, int], OffsetAndMetadata]]]
+        self.pending_txn_offsets = {}
 
     # =================================================================== ownership
     def partition_for(self, group_id: str) -> int:
@@ -195,26 +199,44 @@ class GroupCoordinator:
         for p in sorted(self.owned - partitions):
             self.unload(p)
         for p in sorted(partitions - self.owned):
-            self.load(p)
+            try:
+                self.load(p)
+            except Exception:
+                # As Kafka: the partition's groups stay unserved (NOT_COORDINATOR) rather
+                # than served from a partial replay.
+                log.exception("Failed to load %s-%d; its groups are not served", OFFSETS_TOPIC, p)
+                for group_id in [g for g in self.groups if self.partition_for(g) == p]:
+                    self._cancel_timers(self.groups.pop(group_id))
 
     def load(self, partition: int) -> None:
         """Rebuild the groups and offsets of one partition from its records."""
         metadata: dict[str, GroupMetadataValue] = {}
         offsets: dict[str, dict[tuple[str, int], OffsetAndMetadata]] = defaultdict(dict)
+        # transactional offsets by producer id, until their marker (Kafka's replay of
+        # pendingTransactionalOffsets and of end-transaction markers)
+        pending: dict[int, dict[str, dict[tuple[str, int], OffsetAndMetadata]]] = {}
         count = 0
-        for key_bytes, value in self.store.read(partition):
+        for key_bytes, value, producer_id, commit in self._read_entries(partition):
             count += 1
+            if commit is not None:
+                for group_id, done in pending.pop(producer_id, {}).items():
+                    if commit:
+                        offsets[group_id].update(done)
+                continue
             if key_bytes is None:
                 continue
+            target = offsets
+            if producer_id >= 0:
+                target = pending.setdefault(producer_id, defaultdict(dict))
             try:
                 key = decode_key(key_bytes)
                 if isinstance(key, OffsetCommitKey):
                     tp = (key.topic, key.partition)
                     if value is None:
-                        offsets[key.group].pop(tp, None)
+                        target[key.group].pop(tp, None)
                     else:
                         v = decode_offset_commit_value(value)
-                        offsets[key.group][tp] = OffsetAndMetadata(
+                        target[key.group][tp] = OffsetAndMetadata(
                             v.offset,
                             v.metadata,
                             v.commit_timestamp,
@@ -247,6 +269,7 @@ class GroupCoordinator:
             for member in group.members.values():
                 self._schedule_heartbeat(group, member, member.session_timeout_ms)
             loaded += 1
+        self._load_pending_txn_offsets(partition, pending)
         self.owned.add(partition)
         if count:
             log.info(
@@ -690,7 +713,7 @@ class GroupCoordinator:
             group.generation_id,
             group.protocol_type,
             group.protocol_name,
-            group.leader_id or "" if leader is None else leader,
+            (group.leader_id or "") if leader is None else leader,
             skip_assignment,
             group.current_member_metadata() if leader_view else [],
         )
@@ -1024,7 +1047,7 @@ class GroupCoordinator:
             callback(SyncResult(ErrorCode.rebalance_in_progress))
         elif group.state == GroupState.COMPLETING_REBALANCE:
             member = group.members[member_id]
-            member.sync_callback = callback
+            group.await_sync(member, callback)
             self._remove_pending_sync_member(group, member_id)
             if group.is_leader(member_id):
                 self._complete_sync(group, generation_id, member_id, assignments)
@@ -1452,3 +1475,133 @@ class GroupCoordinator:
             self.partition_for(group.group_id),
             [(encode_group_metadata_key(group.group_id), encode_group_metadata_value(value))],
         )
+
+    # =================================================================== transactions
+    def _read_entries(
+        self, partition: int
+    ) -> Iterable[tuple[bytes | None, bytes | None, int, bool | None]]:
+        """(key, value, producer id of a transactional batch or -1, None) per record and
+        (None, None, producer id, committed) per transaction marker, in log order."""
+        read_entries = getattr(self.store, "read_entries", None)
+        if read_entries is not None:
+            yield from read_entries(partition)
+            return
+        for key, value in self.store.read(partition):
+            yield key, value, -1, None
+
+    def _load_pending_txn_offsets(
+        self,
+        partition: int,
+        pending: dict[int, dict[str, dict[tuple[str, int], OffsetAndMetadata]]],
+    ) -> None:
+        """Open transactions of a loaded partition keep their offsets pending."""
+        for by_group in self.pending_txn_offsets.values():
+            for group_id in [g for g in by_group if self.partition_for(g) == partition]:
+                del by_group[group_id]
+        for producer_id, by_group in pending.items():
+            for group_id, offsets in by_group.items():
+                if offsets and self.partition_for(group_id) == partition:
+                    self.pending_txn_offsets.setdefault(producer_id, {})[group_id] = dict(offsets)
+        self.pending_txn_offsets = {p: g for p, g in self.pending_txn_offsets.items() if g}
+
+    def commit_transactional_offsets(
+        self,
+        group_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        member_id: str,
+        group_instance_id: str | None,
+        generation_id: int,
+        entries: Sequence[CommitEntry],
+        verified: bool,
+    ) -> list[ErrorCode]:
+        """TxnOffsetCommit (Kafka 4's OffsetMetadataManager.commitTransactionalOffset): the
+        offsets go to the log in a transactional batch of the producer and become the
+        group's committed offsets only when the transaction commits. ``verified``: the
+        transaction coordinator confirmed the group's partition is in the transaction."""
+        error = self.check_group(group_id)
+        if error is not None:
+            return [error] * len(entries)
+        group = self.groups.get(group_id)
+        created = False
+        if group is None or group.state == GroupState.DEAD:
+            if generation_id >= 0:
+                return [ErrorCode.illegal_generation] * len(entries)
+            group = ClassicGroup(group_id, self.clock())
+            self.groups[group_id] = group
+            created = True
+        try:
+            group.validate_offset_commit(
+                member_id, group_instance_id, generation_id, transactional=True
+            )
+        except KafkaError as exc:
+            if created:
+                del self.groups[group_id]
+            return [exc.code] * len(entries)
+        now = self.clock()
+        errors: list[ErrorCode] = []
+        records: list[Record] = []
+        staged: list[tuple[tuple[str, int], OffsetAndMetadata]] = []
+        for e in entries:
+            metadata = e.metadata if e.metadata is not None else ""
+            if java_string_length(metadata) > self.config.offset_metadata_max_bytes:
+                errors.append(ErrorCode.offset_metadata_too_large)
+                continue
+            om = OffsetAndMetadata(
+                e.offset, metadata, now, e.leader_epoch if e.leader_epoch >= 0 else -1, -1
+            )
+            records.append(
+                (
+                    encode_offset_commit_key(group_id, e.topic, e.partition),
+                    encode_offset_commit_value(
+                        OffsetCommitValue(om.offset, om.metadata, now, om.leader_epoch, -1)
+                    ),
+                )
+            )
+            staged.append(((e.topic, e.partition), om))
+            errors.append(ErrorCode.none)
+        if records:
+            append = getattr(self.store, "append_transactional", None)
+            try:
+                if append is None:
+                    raise KafkaError("no transactional store", ErrorCode.unknown_server_error)
+                append(self.partition_for(group_id), records, producer_id, producer_epoch, verified)
+            except KafkaError as exc:
+                code = exc.code
+                if code not in (
+                    ErrorCode.invalid_producer_epoch,
+                    ErrorCode.invalid_txn_state,
+                    ErrorCode.transaction_coordinator_fenced,
+                ):
+                    code = _group_store_error(exc.code)
+                log.info("Transactional offset commit of group %s failed: %s", group_id, exc)
+                errors = [code if err == ErrorCode.none else err for err in errors]
+                staged = []
+        pending = self.pending_txn_offsets.setdefault(producer_id, {}).setdefault(group_id, {})
+        for tp, om in staged:
+            pending[tp] = om
+        if created and not staged:
+            del self.groups[group_id]
+        return errors
+
+    def on_transaction_completed(self, producer_id: int, partition: int, commit: bool) -> None:
+        """A COMMIT/ABORT marker of ``producer_id`` landed in our partition ``partition``:
+        its pending offsets there become committed, or are dropped."""
+        by_group = self.pending_txn_offsets.get(producer_id)
+        if not by_group:
+            return
+        for group_id in [g for g in by_group if self.partition_for(g) == partition]:
+            offsets = by_group.pop(group_id)
+            if not commit:
+                continue
+            group = self.groups.get(group_id)
+            if group is None or group.state == GroupState.DEAD:
+                group = self.groups[group_id] = ClassicGroup(group_id, self.clock())
+            group.offsets.update(offsets)
+        if not by_group:
+            del self.pending_txn_offsets[producer_id]
+
+    def has_pending_txn_offset(self, group_id: str, topic: str, partition: int) -> bool:
+        """OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT for these."""
+        tp = (topic, partition)
+        return any(tp in g.get(group_id, {}) for g in self.pending_txn_offsets.values())

@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pybroker.broker.groups.records import RecordFormatError, subscribed_topics
 from pybroker.protocol.errors import ErrorCode, KafkaError
@@ -132,6 +133,13 @@ class Member:
         return self.awaiting_join or self.awaiting_sync
 
 
+def _answer(callback: Callable[[Any], None], result: Any) -> None:
+    try:
+        callback(result)
+    except Exception:
+        log.exception("Answering a superseded group request failed")
+
+
 class ClassicGroup:
     def __init__(self, group_id: str, now_ms: int) -> None:
         self.group_id = group_id
@@ -232,11 +240,22 @@ class ClassicGroup:
         self.supported_protocols += Counter()
         member.protocols = protocols
         self.supported_protocols.update(member.protocol_names())
-        if callback is not None and not member.awaiting_join:
+        previous = member.join_callback
+        if callback is not None and previous is None:
             self.num_members_awaiting_join += 1
-        elif callback is None and member.awaiting_join:
+        elif callback is None and previous is not None:
             self.num_members_awaiting_join -= 1
         member.join_callback = callback
+        if previous is not None and callback is not None:
+            # A retried JoinGroup (the client gave up on the first): answer the old one,
+            # whose connection is most likely gone, rather than leave it waiting forever.
+            _answer(previous, JoinResult(ErrorCode.rebalance_in_progress, member.member_id))
+
+    def await_sync(self, member: Member, callback: SyncCallback) -> None:
+        previous = member.sync_callback
+        member.sync_callback = callback
+        if previous is not None:
+            _answer(previous, SyncResult(ErrorCode.rebalance_in_progress))
 
     def replace_static_member(self, instance_id: str, old_id: str, new_id: str) -> Member:
         member = self.members.pop(old_id)
@@ -393,9 +412,16 @@ class ClassicGroup:
         return None
 
     def validate_offset_commit(
-        self, member_id: str, instance_id: str | None, generation_id: int
+        self,
+        member_id: str,
+        instance_id: str | None,
+        generation_id: int,
+        *,
+        transactional: bool = False,
     ) -> None:
-        """ClassicGroup.validateOffsetCommit; raises KafkaError with the group error."""
+        """ClassicGroup.validateOffsetCommit; raises KafkaError with the group error.
+        ``transactional`` (TxnOffsetCommit): a commit without member id or generation is
+        accepted whatever the group's state, and a rebalance does not refuse it."""
         if self.state == GroupState.DEAD:
             raise KafkaError(f"group {self.group_id} is dead", ErrorCode.coordinator_not_available)
         if generation_id < 0 and self.state == GroupState.EMPTY:
@@ -409,11 +435,11 @@ class ClassicGroup:
                     f"generation {generation_id} is not the group's {self.generation_id}",
                     ErrorCode.illegal_generation,
                 )
-        elif self.state != GroupState.EMPTY:
+        elif self.state != GroupState.EMPTY and not transactional:
             raise KafkaError(
                 "commits without a member id need an empty group", ErrorCode.unknown_member_id
             )
-        if self.state == GroupState.PREPARING_REBALANCE:
+        if self.state == GroupState.PREPARING_REBALANCE and not transactional:
             raise KafkaError(
                 f"group {self.group_id} is rebalancing", ErrorCode.rebalance_in_progress
             )

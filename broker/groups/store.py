@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from pybroker.broker.clock import now_ms
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator, Record
 from pybroker.protocol.errors import ErrorCode, KafkaError
-from pybroker.protocol.records import NewRecord, build_batch, decode_records, iter_batches
+from pybroker.protocol.records import (
+    CONTROL_ABORT,
+    CONTROL_COMMIT,
+    NewRecord,
+    build_batch,
+    decode_records,
+    iter_batches,
+)
 from pybroker.replication.metadata import ClusterImage, TopicInfo
 
 if TYPE_CHECKING:
@@ -42,6 +49,72 @@ class LogGroupStore:
         ts = now_ms()
         batch = build_batch([NewRecord(k, v, timestamp=ts) for k, v in records])
         self.broker.replica_manager.append(OFFSETS_TOPIC, partition, bytearray(batch), -1)
+
+    def append_transactional(
+        self,
+        partition: int,
+        records: Sequence[Record],
+        producer_id: int,
+        producer_epoch: int,
+        verified: bool,
+    ) -> None:
+        """TxnOffsetCommit: one transactional batch of the producer (coordinator origin:
+        epochs are checked, sequences are not); ``verified`` lets it start the
+        transaction in this partition (KIP-890)."""
+        if not records:
+            return
+        ts = now_ms()
+        batch = build_batch(
+            [NewRecord(k, v, timestamp=ts) for k, v in records],
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            base_sequence=0,
+            transactional=True,
+        )
+        self.broker.replica_manager.append(
+            OFFSETS_TOPIC,
+            partition,
+            bytearray(batch),
+            -1,
+            client=False,
+            verified_txn=(producer_id, producer_epoch) if verified else None,
+        )
+
+    def read_entries(
+        self, partition: int
+    ) -> Iterator[tuple[bytes | None, bytes | None, int, bool | None]]:
+        """Like ``read``, with transactions: (key, value, producer id or -1, None) per
+        record, (None, None, producer id, committed) per transaction marker."""
+        lg = self.broker.log_manager.get_log(OFFSETS_TOPIC, partition)
+        if lg is None:
+            return
+        chunk = max(self.broker.config.offsets_load_buffer_size, 65536)
+        offset = lg.log_start_offset
+        end = lg.log_end_offset
+        while offset < end:
+            info = lg.read(offset, chunk)
+            data = b"".join(s.read() for s in info.slices)
+            next_offset = offset
+            for pos, header in iter_batches(data):
+                next_offset = header.base_offset + header.last_offset_delta + 1
+                if header.base_offset + header.last_offset_delta < offset:
+                    continue
+                if header.is_control:
+                    records = decode_records(data, pos)
+                    key = records[0].key if records else None
+                    if key is not None and len(key) >= 4:
+                        kind = int.from_bytes(key[2:4], "big", signed=True)
+                        if kind in (CONTROL_ABORT, CONTROL_COMMIT):
+                            yield None, None, header.producer_id, kind == CONTROL_COMMIT
+                    continue
+                pid = header.producer_id if header.is_transactional else -1
+                for record in decode_records(data, pos):
+                    if record.offset >= offset:
+                        yield record.key, record.value, pid, None
+            if next_offset <= offset:
+                log.error("Cannot read %s-%d past offset %d", OFFSETS_TOPIC, partition, offset)
+                return
+            offset = next_offset
 
     def read(self, partition: int) -> Iterator[tuple[bytes | None, bytes | None]]:
         lg = self.broker.log_manager.get_log(OFFSETS_TOPIC, partition)

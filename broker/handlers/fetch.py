@@ -3,6 +3,11 @@
 Sessionless (KIP-227 allows it): every response carries session id 0, so clients keep
 sending full fetch requests; an incremental request for a session we never created gets
 FETCH_SESSION_ID_NOT_FOUND. Records travel as FileSlices to os.sendfile.
+
+Isolation (KIP-98): every partition answers its last stable offset. A read_committed
+fetch reads nothing at or beyond the LSO and carries the aborted transactions that
+overlap the batches it returns (from the .txnindex files), so the consumer can drop their
+records; a read_uncommitted fetch reads up to the high watermark and carries none.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
     rm = broker.replica_manager
     v = ctx.version
     budget = int(request.max_bytes) if v >= 3 else 2**31 - 1
+    committed = request.isolation_level == READ_COMMITTED
     total = 0
     keys = []
     topics: list[FetchTopic] = []
@@ -65,8 +71,9 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
                 if v >= 9:
                     _check_leader_epoch(int(p.current_leader_epoch), state.leader_epoch)
                 hw = lg.high_watermark
+                lso = lg.last_stable_offset
                 fp.high_watermark = hw
-                fp.last_stable_offset = hw
+                fp.last_stable_offset = lso
                 fp.log_start_offset = lg.log_start_offset
                 keys.append((name, index))
                 limit = min(int(p.partition_max_bytes), budget - total)
@@ -75,13 +82,16 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
                 res = lg.read(
                     int(p.fetch_offset),
                     max(limit, 0),
-                    max_offset=hw,
+                    max_offset=lso if committed else hw,
                     min_one_batch=total == 0,
+                    collect_aborted=committed,
                 )
                 fp.records = list(res.slices)
                 total += res.total_bytes
-                if request.isolation_level == READ_COMMITTED:
-                    fp.aborted_transactions = []
+                if committed:
+                    fp.aborted_transactions = [
+                        (a.producer_id, a.first_offset) for a in res.aborted_transactions or ()
+                    ]
             except KafkaError as exc:
                 fp.error_code = exc.code
         requested_id = t.topic_id if v >= 13 else None

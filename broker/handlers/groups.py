@@ -18,6 +18,8 @@ from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from pybroker.broker.groups.group import GroupState, JoinResult, SyncResult
 from pybroker.broker.groups.store import create_offsets_topic
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.txn.coordinator import TXN_STATE_TOPIC
+from pybroker.broker.txn.store import create_txn_topic
 from pybroker.protocol.codec import build, millis, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
 
@@ -69,11 +71,21 @@ def _find(ctx: RequestContext, key_type: int, key: str) -> tuple[ErrorCode, int,
             return (ErrorCode.coordinator_not_available, *no_node)
         return ErrorCode.none, node.node_id, node.host, node.port
     if key_type == KEY_TYPE_TRANSACTION:
-        # No transaction coordinator yet. Like Redpanda with transactions disabled, and
-        # like our InitProducerId for a transactional id (handlers/txn.py), answer
-        # UNSUPPORTED_VERSION: the Java client fails initTransactions at once, where
-        # COORDINATOR_NOT_AVAILABLE would have every client retry until its timeout.
-        return (ErrorCode.unsupported_version, *no_node)
+        # The leader of the transactional id's __transaction_state partition; the topic
+        # is created on first use, like the offsets topic above.
+        broker = ctx.broker
+        if broker.image.topics.get(TXN_STATE_TOPIC) is None:
+            try:
+                create_txn_topic(broker)
+            except KafkaError as exc:
+                log.warning("Cannot create %s: %s", TXN_STATE_TOPIC, exc)
+                return (ErrorCode.coordinator_not_available, *no_node)
+        image = broker.image
+        state = image.partition(TXN_STATE_TOPIC, broker.txn_coordinator.partition_for(key))
+        node = image.brokers.get(state.leader) if state is not None else None
+        if node is None:
+            return (ErrorCode.coordinator_not_available, *no_node)
+        return ErrorCode.none, node.node_id, node.host, node.port
     # Share groups (KIP-932) are not served; any other key type is malformed.
     return (ErrorCode.invalid_request, *no_node)
 

@@ -1,4 +1,9 @@
-"""ListOffsets (key 2): earliest, latest, max-timestamp and by-timestamp offset lookups."""
+"""ListOffsets (key 2): earliest, latest, max-timestamp and by-timestamp offset lookups.
+
+As Kafka's handleListOffsetRequest: the last fetchable offset is the last stable offset
+for read_committed (v2+ isolation level 1), else the high watermark; LATEST answers it and
+a timestamp lookup only finds offsets below it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
 DEBUG_REPLICA = -2  # replica id of consumers that may read up to the log end
+READ_COMMITTED = 1
 
 
 def _lookup(ctx: RequestContext, request: Any, topic: str, p: Any) -> dict[str, Any]:
@@ -31,8 +37,10 @@ def _lookup(ctx: RequestContext, request: Any, topic: str, p: Any) -> dict[str, 
             )
             raise KafkaError("leader epoch mismatch", code)
         ts = int(p.timestamp)
+        committed = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
+        fetchable = lg.last_stable_offset if committed else lg.high_watermark
         if ts == LATEST:
-            out.update(offset=lg.high_watermark, leader_epoch=epoch)
+            out.update(offset=fetchable, leader_epoch=epoch)
         elif ts in (EARLIEST, EARLIEST_LOCAL):
             out.update(offset=lg.log_start_offset, leader_epoch=epoch)
         elif ts == LATEST_TIERED:
@@ -44,7 +52,7 @@ def _lookup(ctx: RequestContext, request: Any, topic: str, p: Any) -> dict[str, 
             found = lg.fetch_offset_for_timestamp(ts)
             if found is not None:
                 offset, stamp, found_epoch = found
-                if offset < lg.high_watermark:
+                if offset < fetchable:
                     out.update(offset=offset, timestamp=stamp, leader_epoch=found_epoch)
     except KafkaError as exc:
         out["error_code"] = exc.code

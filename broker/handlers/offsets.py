@@ -89,11 +89,21 @@ def _partition(index: int, om: OffsetAndMetadata | None, error: ErrorCode) -> di
 
 
 def _fetch_group(
-    ctx: RequestContext, group_id: str, topics: Any, use_ids: bool
+    ctx: RequestContext, group_id: str, topics: Any, use_ids: bool, require_stable: bool = False
 ) -> tuple[ErrorCode, list[dict[str, Any]]]:
-    """One group's answer: (group error, topics with their partitions)."""
+    """One group's answer: (group error, topics with their partitions).
+
+    ``require_stable`` (v7+, KIP-447): a partition with a transactional offset commit
+    still waiting for its transaction is UNSTABLE_OFFSET_COMMIT, so the consumer retries.
+    """
     image = ctx.broker.image
     coordinator = coordinator_of(ctx)
+
+    def answer(index: int, om: OffsetAndMetadata | None, topic: str) -> dict[str, Any]:
+        if require_stable and coordinator.has_pending_txn_offset(group_id, topic, index):
+            return _partition(index, None, ErrorCode.unstable_offset_commit)
+        return _partition(index, om, ErrorCode.none)
+
     if topics is None:
         error, data = coordinator.fetch_offsets(group_id, None)
         out = []
@@ -105,7 +115,7 @@ def _fetch_group(
                 dict(
                     name=name,
                     topic_id=info.topic_id if info is not None else None,
-                    partitions=[_partition(p, om, ErrorCode.none) for p, om in parts],
+                    partitions=[answer(p, om, name) for p, om in parts],
                 )
             )
         return error, out
@@ -145,7 +155,7 @@ def _fetch_group(
             dict(
                 name=topic_name,
                 topic_id=info.topic_id if info is not None else getattr(t, "topic_id", None),
-                partitions=[_partition(p, om, ErrorCode.none) for p, om in parts],
+                partitions=[answer(p, om, topic_name) for p, om in parts],
             )
         )
     return ErrorCode.none, out
@@ -158,10 +168,18 @@ async def handle_offset_fetch(ctx: RequestContext, request: Any) -> Any:
     if v >= 8:
         groups = []
         for g in request.groups:
-            error, topics = _fetch_group(ctx, g.group_id, g.topics, use_ids=v >= 10)
+            error, topics = _fetch_group(
+                ctx, g.group_id, g.topics, use_ids=v >= 10, require_stable=request.require_stable
+            )
             groups.append(dict(group_id=g.group_id, topics=topics, error_code=error))
         return build(cls, throttle_time=0, groups=groups)
-    error, topics = _fetch_group(ctx, request.group_id, request.topics, use_ids=False)
+    error, topics = _fetch_group(
+        ctx,
+        request.group_id,
+        request.topics,
+        use_ids=False,
+        require_stable=bool(getattr(request, "require_stable", False)),
+    )
     if v < 2 and error != ErrorCode.none:
         # v1 has no group-level error: every requested partition carries it.
         topics = [

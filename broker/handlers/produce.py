@@ -9,6 +9,16 @@ offset (and, as Kafka does, its stored timestamp as log_append_time). Producer-s
 carry the log start offset and no error message, as Kafka's ReplicaManager sends them.
 Transactional batches need a transactional id in the request, else the whole request gets
 TRANSACTIONAL_ID_AUTHORIZATION_FAILED (KafkaApis.handleProduceRequest).
+
+KIP-890 (transaction.partition.verification.enable, on by default in Kafka 4): before the
+first transactional batch of a producer starts a transaction in a partition, the
+transaction coordinator must confirm the partition is in that transaction (Kafka's
+AddPartitionsToTxnManager and ReplicaManager): otherwise INVALID_TXN_STATE "Partition was
+not added to the transaction" up to Produce v10, TRANSACTION_ABORTABLE from v11; Produce
+v12 (KIP-890 part 2) adds the partition to the transaction instead. A fenced epoch is
+INVALID_PRODUCER_EPOCH; a coordinator that cannot answer is NOT_ENOUGH_REPLICAS (which
+every client retries). Batches of more than one transactional producer in one request:
+INVALID_PRODUCER_ID_MAPPING for every partition.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from pybroker.broker.clock import now_ms
 from pybroker.broker.connection import CloseConnection
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.txn.coordinator import TXN_STATE_TOPIC
 from pybroker.protocol.codec import build, response_type
 from pybroker.protocol.compression import ZSTD
 from pybroker.protocol.errors import (
@@ -31,6 +42,7 @@ from pybroker.protocol.errors import (
     OutOfOrderSequenceError,
     TransactionCoordinatorFencedError,
 )
+from pybroker.protocol.records import iter_batches
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +80,68 @@ def _has_transactional_records(request: Any) -> bool:
     )
 
 
+def _transactional_producer(records: bytes | None) -> tuple[int, int] | None:
+    """(producer id, epoch) of the transactional batches of one partition's records."""
+    if not records or len(records) <= 22 or not records[22] & 0x10:
+        return None
+    try:
+        for _, h in iter_batches(records):
+            if h.is_transactional and h.producer_id >= 0:
+                return h.producer_id, h.producer_epoch
+    except Exception:  # malformed: the append's validation answers it
+        return None
+    return None
+
+
+_UNVERIFIABLE = (
+    ErrorCode.network_exception,
+    ErrorCode.coordinator_load_in_progress,
+    ErrorCode.coordinator_not_available,
+    ErrorCode.not_coordinator,
+)
+
+
+def _verify_transaction(
+    ctx: RequestContext, txn_id: str, topic: str, index: int, producer: tuple[int, int]
+) -> tuple[ErrorCode, str | None, tuple[int, int] | None]:
+    """KIP-890: (error, message, verified producer) for a partition's transactional data."""
+    broker = ctx.broker
+    pid, epoch = producer
+    try:
+        lg = broker.replica_manager.leader_log(topic, index)
+    except KafkaError:
+        return ErrorCode.none, None, None  # the append answers it
+    if lg.producer_state.has_ongoing_txn(pid, epoch):
+        return ErrorCode.none, None, None
+    add = ctx.version > 11  # Produce v12 (KIP-890 part 2) adds the partition
+    tp = (topic, index)
+    coordinator = broker.txn_coordinator
+    if broker.image.topics.get(TXN_STATE_TOPIC) is None:
+        code = ErrorCode.coordinator_not_available
+    elif add:
+        code = coordinator.add_partitions(txn_id, pid, epoch, [tp], 2)
+    else:
+        code = coordinator.verify_partitions(txn_id, pid, epoch, [tp])[tp]
+    # AddPartitionsToTxnManager's mapping for the producer
+    if code == ErrorCode.producer_fenced:
+        code = ErrorCode.invalid_producer_epoch
+    elif code == ErrorCode.transaction_abortable and ctx.version <= 10:
+        code = ErrorCode.invalid_txn_state
+    # ReplicaManager's mapping to errors every producer knows how to handle
+    if code == ErrorCode.none:
+        return code, None, producer
+    if code == ErrorCode.invalid_txn_state:
+        return code, "Partition was not added to the transaction", None
+    if code in _UNVERIFIABLE or (code == ErrorCode.concurrent_transactions and not add):
+        return (
+            ErrorCode.not_enough_replicas,
+            "Unable to verify the partition has been added to the transaction. "
+            f"Underlying error: {code.name.upper()}",
+            None,
+        )
+    return code, None, None
+
+
 # Errors Kafka answers with the partition's log start offset and without a message.
 _PRODUCER_STATE_ERRORS = (
     OutOfOrderSequenceError,
@@ -85,16 +159,29 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     responses = []
     failed = False
     to_flush = []
-    denied = request.transactional_id is None and _has_transactional_records(request)
+    txn_id = request.transactional_id
+    denied = txn_id is None and _has_transactional_records(request)
+    producers: dict[tuple[str, int], tuple[int, int]] = {}
+    if txn_id is not None:
+        for topic in request.topic_data:
+            for pd in topic.partition_data:
+                found = _transactional_producer(pd.records)
+                if found is not None:
+                    producers[(topic.name, int(pd.index))] = found
+    # Kafka: "Transactional records contained more than one producer ID" fails it all.
+    mixed = len(set(producers.values())) > 1
     for topic in request.topic_data:
         name = topic.name
         parts = []
         for pd in topic.partition_data:
             index = int(pd.index)
-            if denied:
-                parts.append(
-                    _partition_response(index, ErrorCode.transactional_id_authorization_failed)
+            if denied or mixed:
+                code = (
+                    ErrorCode.transactional_id_authorization_failed
+                    if denied
+                    else ErrorCode.invalid_producer_id_mapping
                 )
+                parts.append(_partition_response(index, code))
                 failed = True
                 continue
             if acks not in (0, 1, -1):
@@ -105,12 +192,24 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                 parts.append(_partition_response(index, ErrorCode.corrupt_message))
                 failed = True
                 continue
+            verified = None
+            producer = producers.get((name, index))
+            if producer is not None:
+                assert txn_id is not None
+                code, message, verified = _verify_transaction(ctx, txn_id, name, index, producer)
+                if code != ErrorCode.none:
+                    log.debug("Produce to %s-%d not verified: %s", name, index, code.name)
+                    parts.append(_partition_response(index, code, message=message))
+                    failed = True
+                    continue
             try:
                 if ctx.version < 7 and _is_zstd(pd.records):
                     raise KafkaError(
                         "zstd needs Produce v7 or later", ErrorCode.unsupported_compression_type
                     )
-                lg, info = rm.append(name, index, bytearray(pd.records), acks)
+                lg, info = rm.append(
+                    name, index, bytearray(pd.records), acks, verified_txn=verified
+                )
             except KafkaError as exc:
                 failed = True
                 if exc.code not in (ErrorCode.unknown_topic_or_partition,):

@@ -1,32 +1,41 @@
-"""Producer ids and transactions. So far: InitProducerId (key 22) for idempotent producers.
+"""Producer ids and transactions: InitProducerId (22), AddPartitionsToTxn (24),
+AddOffsetsToTxn (25), EndTxn (26), WriteTxnMarkers (27), TxnOffsetCommit (28),
+DescribeProducers (61), DescribeTransactions (65) and ListTransactions (66).
 
-Kafka's KafkaApis.handleInitProducerIdRequest and TransactionCoordinator.handleInitProducerId:
+Versions are the ones Kafka 4.0 serves. Answers follow Kafka 4's ``KafkaApis`` in front of
+the transaction coordinator (``broker.txn.coordinator``):
 
-- ProducerId and ProducerEpoch (v3+, KIP-360) must be both -1 or both set, else
-  INVALID_REQUEST.
-- No transactional id: "always blindly accept the request and return a new producerId"
-  with epoch 0. The request's producer id and epoch are not used: an idempotent producer
-  bumps its epoch itself (Java's bumpIdempotentProducerEpoch) and asks for a fresh id only
-  when its epoch is exhausted or its state is unrecoverable.
-- An empty transactional id: INVALID_REQUEST.
-- Any other transactional id needs a transaction coordinator, which this broker does not
-  have yet. It answers UNSUPPORTED_VERSION (what Redpanda answers with transactions
-  disabled): the Java client and kafka-python fail initTransactions at once with an
-  "unexpected error" naming it, librdkafka retries until its init_transactions timeout
-  and reports it. COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR would make every client
-  retry until its timeout for a coordinator that can never appear.
-
-Versions 0-5 as Kafka 4.0 serves them (v6 is KIP-939 two-phase commit, Kafka 4.1).
+- InitProducerId: ProducerId and ProducerEpoch (v3+, KIP-360) must be both -1 or both
+  set, else INVALID_REQUEST. No transactional id: "always blindly accept the request and
+  return a new producerId" with epoch 0. An empty transactional id: INVALID_REQUEST. Else
+  the coordinator (transaction timeout checked against transaction.max.timeout.ms).
+- Clients that predate PRODUCER_FENCED get INVALID_PRODUCER_EPOCH instead
+  (InitProducerId < v4, AddPartitionsToTxn / AddOffsetsToTxn / EndTxn < v2).
+- AddPartitionsToTxn v0-3 come from clients: partitions of unknown topics fail the whole
+  request (UNKNOWN_TOPIC_OR_PARTITION for them, OPERATION_NOT_ATTEMPTED for the rest).
+  v4+ come from brokers (KIP-890): a batch of transactions, each either verified
+  (``verify_only``) or added.
+- AddOffsetsToTxn adds the ``__consumer_offsets`` partition of the group.
+- EndTxn v5 (KIP-890 part 2) bumps the epoch and answers the new producer id and epoch.
+- TxnOffsetCommit goes to the group coordinator once the transaction coordinator has
+  verified that the group's offsets partition is in the transaction (v0-3: a partition
+  that is not is INVALID_TXN_STATE, v4: TRANSACTION_ABORTABLE, v5 adds it).
+- WriteTxnMarkers v1 (v0 was removed in Kafka 4.0) appends the markers to local
+  partitions; the coordinator itself writes its markers without a round trip.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any
 
 from pybroker.broker.context import RequestContext
+from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, CommitEntry
 from pybroker.broker.handlers.registry import api
-from pybroker.protocol.codec import build, response_type
+from pybroker.broker.txn.coordinator import TransactionCoordinator
+from pybroker.broker.txn.store import LocalMarkerWriter
+from pybroker.protocol.codec import build, millis, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
 
 log = logging.getLogger(__name__)
@@ -35,11 +44,30 @@ NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
 
 
-def _answer(version: int, code: ErrorCode, producer_id: int = -1, epoch: int = -1) -> Any:
+def txn_coordinator(ctx: RequestContext) -> TransactionCoordinator:
+    return ctx.broker.txn_coordinator
+
+
+def _fenced(code: ErrorCode, old_client: bool) -> ErrorCode:
+    """Clients that do not know PRODUCER_FENCED get INVALID_PRODUCER_EPOCH."""
+    if old_client and code == ErrorCode.producer_fenced:
+        return ErrorCode.invalid_producer_epoch
+    return code
+
+
+def _ms_datetime(ms: int) -> datetime.datetime:
+    """A datetime kio encodes back to ``ms`` (-1 included)."""
+    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+
+
+# ------------------------------------------------------------------ InitProducerId
+
+
+def _init_answer(version: int, code: ErrorCode, producer_id: int = -1, epoch: int = -1) -> Any:
     return build(
         response_type(22, version),
         throttle_time=0,
-        error_code=code,
+        error_code=_fenced(code, version < 4),
         producer_id=producer_id,
         producer_epoch=epoch,
     )
@@ -51,19 +79,351 @@ async def handle_init_producer_id(ctx: RequestContext, request: Any) -> Any:
     producer_id = int(getattr(request, "producer_id", NO_PRODUCER_ID))
     epoch = int(getattr(request, "producer_epoch", NO_PRODUCER_EPOCH))
     if (producer_id == NO_PRODUCER_ID) != (epoch == NO_PRODUCER_EPOCH):
-        return _answer(version, ErrorCode.invalid_request)
+        return _init_answer(version, ErrorCode.invalid_request)
     transactional_id = request.transactional_id
     if transactional_id is None:
         try:
             new_id = await ctx.broker.producer_ids.generate()
         except KafkaError as e:
-            return _answer(version, e.code)
-        return _answer(version, ErrorCode.none, new_id, 0)
-    if transactional_id == "":
-        return _answer(version, ErrorCode.invalid_request)
-    log.info(
-        "InitProducerId for transactional id %r from %s: transactions are not supported",
-        transactional_id,
-        ctx.peer,
+            return _init_answer(version, e.code)
+        return _init_answer(version, ErrorCode.none, new_id, 0)
+    expected = None if producer_id == NO_PRODUCER_ID else (producer_id, epoch)
+    code, pid, new_epoch = await txn_coordinator(ctx).init_producer_id(
+        transactional_id, millis(request.transaction_timeout), expected
     )
-    return _answer(version, ErrorCode.unsupported_version)
+    if code != ErrorCode.none:
+        log.info(
+            "Returning %s to %s for transactional id %r's InitProducerId",
+            code.name,
+            ctx.peer,
+            transactional_id,
+        )
+    return _init_answer(version, code, pid, new_epoch)
+
+
+# ------------------------------------------------------------------ AddPartitionsToTxn
+
+
+def _topic_results(errors: dict[tuple[str, int], ErrorCode]) -> list[dict[str, Any]]:
+    by_topic: dict[str, list[dict[str, Any]]] = {}
+    for (topic, p), code in errors.items():
+        by_topic.setdefault(topic, []).append(dict(partition_index=p, partition_error_code=code))
+    return [dict(name=t, results_by_partition=parts) for t, parts in by_topic.items()]
+
+
+def _add_or_verify(
+    ctx: RequestContext,
+    txn_id: str,
+    producer_id: int,
+    epoch: int,
+    topics: Any,
+    verify_only: bool,
+    client_version: int,
+) -> dict[tuple[str, int], ErrorCode]:
+    image = ctx.broker.image
+    wanted = [(t.name, int(p)) for t in topics for p in t.partitions]
+    unknown = {tp for tp in wanted if image.partition(*tp) is None}
+    if unknown:
+        return {
+            tp: ErrorCode.unknown_topic_or_partition
+            if tp in unknown
+            else ErrorCode.operation_not_attempted
+            for tp in wanted
+        }
+    coordinator = txn_coordinator(ctx)
+    if verify_only:
+        return coordinator.verify_partitions(txn_id, producer_id, epoch, wanted)
+    code = coordinator.add_partitions(txn_id, producer_id, epoch, wanted, client_version)
+    return dict.fromkeys(wanted, _fenced(code, ctx.version < 2))
+
+
+@api(24, "AddPartitionsToTxn", 0, 5)
+async def handle_add_partitions_to_txn(ctx: RequestContext, request: Any) -> Any:
+    v = ctx.version
+    cls = response_type(24, v)
+    if v < 4:
+        errors = _add_or_verify(
+            ctx,
+            request.v3_and_below_transactional_id,
+            int(request.v3_and_below_producer_id),
+            int(request.v3_and_below_producer_epoch),
+            request.v3_and_below_topics,
+            False,
+            0,
+        )
+        return build(cls, throttle_time=0, results_by_topic_v3_and_below=_topic_results(errors))
+    results = []
+    for txn in request.transactions:
+        errors = _add_or_verify(
+            ctx,
+            txn.transactional_id,
+            int(txn.producer_id),
+            int(txn.producer_epoch),
+            txn.topics,
+            bool(txn.verify_only),
+            2,
+        )
+        results.append(
+            dict(transactional_id=txn.transactional_id, topic_results=_topic_results(errors))
+        )
+    return build(cls, throttle_time=0, error_code=ErrorCode.none, results_by_transaction=results)
+
+
+# ------------------------------------------------------------------ AddOffsetsToTxn / EndTxn
+
+
+@api(25, "AddOffsetsToTxn", 0, 4)
+async def handle_add_offsets_to_txn(ctx: RequestContext, request: Any) -> Any:
+    partition = ctx.broker.group_coordinator.partition_for(request.group_id)
+    code = txn_coordinator(ctx).add_partitions(
+        request.transactional_id,
+        int(request.producer_id),
+        int(request.producer_epoch),
+        [(OFFSETS_TOPIC, partition)],
+    )
+    return build(
+        response_type(25, ctx.version), throttle_time=0, error_code=_fenced(code, ctx.version < 2)
+    )
+
+
+@api(26, "EndTxn", 0, 5)
+async def handle_end_txn(ctx: RequestContext, request: Any) -> Any:
+    v = ctx.version
+    code, pid, epoch = await txn_coordinator(ctx).end_transaction(
+        request.transactional_id,
+        int(request.producer_id),
+        int(request.producer_epoch),
+        bool(request.committed),
+        2 if v > 4 else 0,
+    )
+    if code != ErrorCode.none:
+        log.info(
+            "Returning %s to %s for transactional id %r's EndTxn(%s)",
+            code.name,
+            ctx.peer,
+            request.transactional_id,
+            "commit" if request.committed else "abort",
+        )
+    return build(
+        response_type(26, v),
+        throttle_time=0,
+        error_code=_fenced(code, v < 2),
+        producer_id=pid,
+        producer_epoch=epoch,
+    )
+
+
+# ------------------------------------------------------------------ WriteTxnMarkers
+
+
+@api(27, "WriteTxnMarkers", 1, 1)
+async def handle_write_txn_markers(ctx: RequestContext, request: Any) -> Any:
+    writer = LocalMarkerWriter(ctx.broker)
+    image = ctx.broker.image
+    markers = []
+    for marker in request.markers:
+        wanted = [(t.name, int(p)) for t in marker.topics for p in t.partition_indexes]
+        known = [tp for tp in wanted if image.partition(*tp) is not None]
+        errors = dict.fromkeys(wanted, ErrorCode.unknown_topic_or_partition)
+        if known:
+            errors.update(
+                writer.write_markers(
+                    int(marker.producer_id),
+                    int(marker.producer_epoch),
+                    bool(marker.transaction_result),
+                    int(marker.coordinator_epoch),
+                    known,
+                )
+            )
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        for (topic, p), code in errors.items():
+            by_topic.setdefault(topic, []).append(dict(partition_index=p, error_code=code))
+        markers.append(
+            dict(
+                producer_id=marker.producer_id,
+                topics=[dict(name=t, partitions=ps) for t, ps in by_topic.items()],
+            )
+        )
+    return build(response_type(27, ctx.version), markers=markers)
+
+
+# ------------------------------------------------------------------ TxnOffsetCommit
+
+
+def _verify_offsets_partition(
+    ctx: RequestContext, request: Any, partition: int
+) -> tuple[ErrorCode, bool]:
+    """KIP-890 verification of the group's offsets partition: (error, verified).
+
+    AddPartitionsToTxnManager's mapping: PRODUCER_FENCED -> INVALID_PRODUCER_EPOCH,
+    TRANSACTION_ABORTABLE -> INVALID_TXN_STATE below v4; v5 adds the partition."""
+    v = ctx.version
+    coordinator = txn_coordinator(ctx)
+    tp = (OFFSETS_TOPIC, partition)
+    pid, epoch = int(request.producer_id), int(request.producer_epoch)
+    lg = ctx.broker.log_manager.get_log(OFFSETS_TOPIC, partition)
+    if lg is not None and lg.producer_state.has_ongoing_txn(pid, epoch):
+        return ErrorCode.none, False
+    if ctx.broker.image.topics.get("__transaction_state") is None:
+        return ErrorCode.coordinator_not_available, False
+    if v > 4:
+        code = coordinator.add_partitions(request.transactional_id, pid, epoch, [tp], 2)
+    else:
+        code = coordinator.verify_partitions(request.transactional_id, pid, epoch, [tp])[tp]
+    if code == ErrorCode.producer_fenced:
+        code = ErrorCode.invalid_producer_epoch
+    elif code == ErrorCode.transaction_abortable and v <= 3:
+        code = ErrorCode.invalid_txn_state
+    elif code == ErrorCode.network_exception:
+        code = ErrorCode.coordinator_load_in_progress
+    return code, code == ErrorCode.none
+
+
+@api(28, "TxnOffsetCommit", 0, 5)
+async def handle_txn_offset_commit(ctx: RequestContext, request: Any) -> Any:
+    image = ctx.broker.image
+    groups = ctx.broker.group_coordinator
+    slots: list[tuple[dict[str, Any], int, int, ErrorCode | None]] = []
+    entries: list[CommitEntry] = []
+    topics_out: list[dict[str, Any]] = []
+    for topic in request.topics:
+        out: dict[str, Any] = dict(name=topic.name, partitions=[])
+        topics_out.append(out)
+        for p in topic.partitions:
+            index = int(p.partition_index)
+            if image.partition(topic.name, index) is None:
+                slots.append((out, index, -1, ErrorCode.unknown_topic_or_partition))
+                continue
+            slots.append((out, index, len(entries), None))
+            entries.append(
+                CommitEntry(
+                    topic.name,
+                    index,
+                    int(p.committed_offset),
+                    int(getattr(p, "committed_leader_epoch", -1)),
+                    p.committed_metadata,
+                )
+            )
+    errors: list[ErrorCode] = []
+    if entries:
+        group_id = request.group_id
+        verified = False
+        error = groups.check_group(group_id)
+        if error is None:
+            partition = groups.partition_for(group_id)
+            error, verified = _verify_offsets_partition(ctx, request, partition)
+        if error is not None and error != ErrorCode.none:
+            errors = [error] * len(entries)
+        else:
+            errors = groups.commit_transactional_offsets(
+                group_id,
+                int(request.producer_id),
+                int(request.producer_epoch),
+                getattr(request, "member_id", ""),
+                getattr(request, "group_instance_id", None),
+                int(getattr(request, "generation_id", -1)),
+                entries,
+                verified,
+            )
+    for out, index, i, err in slots:
+        out["partitions"].append(
+            dict(partition_index=index, error_code=err if err is not None else errors[i])
+        )
+    return build(response_type(28, ctx.version), throttle_time=0, topics=topics_out)
+
+
+# ------------------------------------------------------------------ admin
+
+
+@api(61, "DescribeProducers", 0, 0)
+async def handle_describe_producers(ctx: RequestContext, request: Any) -> Any:
+    rm = ctx.broker.replica_manager
+    topics = []
+    for t in request.topics:
+        parts = []
+        for p in t.partition_indexes:
+            index = int(p)
+            out: dict[str, Any] = dict(partition_index=index, error_code=ErrorCode.none)
+            try:
+                lg = rm.leader_log(t.name, index)
+            except KafkaError as e:
+                out.update(error_code=e.code, active_producers=[])
+                parts.append(out)
+                continue
+            out["active_producers"] = [
+                dict(
+                    producer_id=pid,
+                    producer_epoch=e.producer_epoch,
+                    last_sequence=e.last_seq,
+                    last_timestamp=e.last_timestamp,
+                    coordinator_epoch=e.coordinator_epoch,
+                    current_txn_start_offset=(
+                        -1 if e.current_txn_first_offset is None else e.current_txn_first_offset
+                    ),
+                )
+                for pid, e in sorted(lg.producer_state.producers.items())
+            ]
+            parts.append(out)
+        topics.append(dict(name=t.name, partitions=parts))
+    return build(response_type(61, ctx.version), throttle_time=0, topics=topics)
+
+
+@api(65, "DescribeTransactions", 0, 0)
+async def handle_describe_transactions(ctx: RequestContext, request: Any) -> Any:
+    coordinator = txn_coordinator(ctx)
+    states = []
+    for txn_id in request.transactional_ids:
+        code, txn = coordinator.describe(txn_id)
+        if txn is None:
+            states.append(
+                dict(
+                    error_code=code,
+                    transactional_id=txn_id,
+                    transaction_state="",
+                    transaction_timeout=0,
+                    transaction_start_time=_ms_datetime(-1),
+                    producer_id=-1,
+                    producer_epoch=-1,
+                    topics=[],
+                )
+            )
+            continue
+        by_topic: dict[str, list[int]] = {}
+        for topic, p in sorted(txn.partitions):
+            by_topic.setdefault(topic, []).append(p)
+        states.append(
+            dict(
+                error_code=ErrorCode.none,
+                transactional_id=txn_id,
+                transaction_state=txn.state.display,
+                transaction_timeout=txn.timeout_ms,
+                transaction_start_time=_ms_datetime(txn.start_ms),
+                producer_id=txn.producer_id,
+                producer_epoch=txn.producer_epoch,
+                topics=[dict(topic=t, partitions=ps) for t, ps in by_topic.items()],
+            )
+        )
+    return build(response_type(65, ctx.version), throttle_time=0, transaction_states=states)
+
+
+@api(66, "ListTransactions", 0, 1)
+async def handle_list_transactions(ctx: RequestContext, request: Any) -> Any:
+    code, found, unknown = txn_coordinator(ctx).list_transactions(
+        list(request.state_filters),
+        [int(p) for p in request.producer_id_filters],
+        int(getattr(request, "duration_filter", -1)),
+    )
+    return build(
+        response_type(66, ctx.version),
+        throttle_time=0,
+        error_code=code,
+        unknown_state_filters=unknown,
+        transaction_states=[
+            dict(
+                transactional_id=t.transactional_id,
+                producer_id=t.producer_id,
+                transaction_state=t.state,
+            )
+            for t in found
+        ],
+    )

@@ -166,6 +166,29 @@ class CMember:
         self.consumer.close()
 
 
+def assert_committed(
+    consumer: Consumer, tps: list[TopicPartition], expected: list[tuple[int, Any, Any]]
+) -> None:
+    """confluent's committed() gives (offset, metadata, leader_epoch) == ``expected``.
+
+    librdkafka copies committed metadata without a terminating NUL and the Python binding
+    reads it as a C string, so now and then garbage follows the real bytes
+    (confluentinc/librdkafka#4649; kafka-python and aiokafka read the same broker answer
+    exactly). A read showing that is repeated, a bounded number of times."""
+    last: Any = None
+    for _ in range(20):
+        got = consumer.committed(tps, timeout=10)
+        try:
+            last = [(tp.offset, tp.metadata, tp.leader_epoch) for tp in got]
+        except UnicodeDecodeError as exc:
+            last = exc
+            continue
+        if last == expected:
+            return
+        assert [(o, e) for o, _, e in last] == [(o, e) for o, _, e in expected], last
+    raise AssertionError(f"committed() never matched {expected}: last {last!r}")
+
+
 def poll_all(members: list[CMember]) -> Callable[[], None]:
     def step() -> None:
         for m in members:
@@ -340,13 +363,11 @@ def test_committed_position_survives_close_and_restart(fresh_broker: BrokerProce
     def check(label: str) -> None:
         member = CMember(label, fresh_broker, group, topic, **{"enable.auto.commit": False})
         try:
-            committed = member.consumer.committed(
-                [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10
+            assert_committed(
+                member.consumer,
+                [TopicPartition(topic, p) for p in range(PARTITIONS)],
+                [(ends[p] // 2, f"meta-{p}-é", 0) for p in range(PARTITIONS)],
             )
-            for tp in committed:
-                assert tp.offset == ends[tp.partition] // 2, (label, tp)
-                assert tp.metadata == f"meta-{tp.partition}-é", (label, tp)
-                assert tp.leader_epoch == 0, (label, tp)
             expected = sum(end - end // 2 for end in ends.values())
             _consume_all(member, expected)
             firsts: dict[int, int] = {}
@@ -410,12 +431,15 @@ def test_offsets_cross_clients(gbroker: BrokerProcess) -> None:
     assert asyncio.run(asyncio.wait_for(aio(), 30)) == (42, None)
     cc = Consumer({"bootstrap.servers": gbroker.bootstrap, "group.id": group})
     try:
-        got = cc.committed([TopicPartition(topic, p) for p in (0, 1, 2)], timeout=10)
-        assert [(tp.offset, tp.metadata, tp.leader_epoch) for tp in got] == [
-            (-1001, None, None),
-            (42, "from kafka-python", 3),
-            (7, None, None),
-        ]
+        assert_committed(
+            cc,
+            [TopicPartition(topic, p) for p in (0, 1, 2)],
+            [
+                (-1001, None, None),
+                (42, "from kafka-python", 3),
+                (7, None, None),
+            ],
+        )
     finally:
         cc.close()
 
@@ -526,7 +550,9 @@ def test_silent_member_is_expelled_after_session_timeout(gbroker: BrokerProcess)
         assert len(survivor.assigned) == 2  # it gave two partitions up
         wait_until(lambda: len(survivor.assigned) == PARTITIONS, 15, survivor.poll, "reassignment")
         elapsed = time.monotonic() - synced["at"]
-        assert session_ms / 1000 * 0.9 <= elapsed <= session_ms / 1000 + 3, elapsed
+        # Expelled at the session timeout, not before; the upper bound leaves room for the
+        # survivor to notice (heartbeat), rejoin and sync on a loaded machine.
+        assert session_ms / 1000 * 0.9 <= elapsed <= session_ms / 1000 + 6, elapsed
         thread.join(5)
     finally:
         survivor.close()

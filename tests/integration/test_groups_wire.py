@@ -240,17 +240,16 @@ def test_find_coordinator_every_version(
         assert (r.error_code, r.node_id, r.host, r.port) == (E.none, 0, "127.0.0.1", wbroker.port)
         if version >= 1:
             assert r.error_message == "NONE"
+            # A transactional id: the leader of its __transaction_state partition.
             t = wire.request(req(FIND_COORDINATOR, version, key="txn", key_type=1))
-            assert (t.error_code, t.node_id, t.host, t.port) == (E.unsupported_version, -1, "", -1)
+            assert (t.error_code, t.node_id, t.port) == (E.none, 0, wbroker.port)
         return
     r = wire.request(req(FIND_COORDINATOR, version, key_type=0, coordinator_keys=["a", "b", ""]))
     assert [(c.key, c.error_code, c.node_id, c.port) for c in r.coordinators] == [
         (k, E.none, 0, wbroker.port) for k in ("a", "b", "")
     ]
     t = wire.request(req(FIND_COORDINATOR, version, key_type=1, coordinator_keys=["txn"]))
-    assert [(c.key, c.error_code, c.node_id) for c in t.coordinators] == [
-        ("txn", E.unsupported_version, -1)
-    ]
+    assert [(c.key, c.error_code, c.node_id) for c in t.coordinators] == [("txn", E.none, 0)]
     if version >= 6:
         s = wire.request(req(FIND_COORDINATOR, version, key_type=2, coordinator_keys=["g:x:0"]))
         assert s.coordinators[0].error_code == E.invalid_request

@@ -700,3 +700,35 @@ def test_shutdown_answers_waiters(coord: GroupCoordinator, clock: FakeClock) -> 
     coord.shutdown()
     assert box.value.error == E.not_coordinator
     assert join(coord).value.error == E.coordinator_not_available
+
+
+def test_retried_join_answers_the_superseded_one(coord: GroupCoordinator, clock: FakeClock) -> None:
+    a, b, c = stable_group(coord, clock, 3)
+    ja = join(coord, a, client_id="c0")  # the leader rejoins: a rebalance starts
+    first = join(coord, b, client_id="c1")  # waits for c
+    retry = join(coord, b, client_id="c1")  # b's client gave up and retried
+    assert first.value.error == E.rebalance_in_progress
+    assert not retry.done and not ja.done
+    join(coord, c, client_id="c2")
+    assert retry.value.error == E.none and retry.value.generation_id == 2
+    assert coord.groups["g"].num_members_awaiting_join == 0
+
+
+def test_unreadable_partition_is_not_served(clock: FakeClock, store: MemoryStore) -> None:
+    c = make(clock, store)
+    c.commit_offsets("s", "", None, -1, [CommitEntry("t", 0, 1, -1, "")], 8)
+    c.shutdown()
+    p = c.partition_for("s")
+
+    class Broken(MemoryStore):
+        def read(self, partition: int) -> Any:
+            if partition == p:
+                raise OSError("disk on fire")
+            return super().read(partition)
+
+    broken = Broken()
+    broken.logs = store.logs
+    c2 = make(clock, broken)
+    assert p not in c2.owned and "s" not in c2.groups
+    assert c2.fetch_offsets("s", None)[0] == E.not_coordinator
+    assert len(c2.owned) == PARTITIONS - 1

@@ -217,3 +217,50 @@ def test_handle_cache_is_lru() -> None:
     cache.forget(a)
     cache.touch(b)
     assert released == ["b"] and len(cache) == 2
+
+
+def test_pages_are_allocated_before_the_map_stores_and_a_full_disk_skips_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store into an unallocatable mapped page is a SIGBUS: each new page is written
+    (zeros) first; when the disk is full the entry is skipped instead, and later entries
+    go in once there is room again. Existing entries are never overwritten."""
+    import errno
+
+    from pybroker.storage import index as index_module
+
+    page = index_module._PAGE
+    per_page = page // 8
+    idx = new_offset_index(tmp_path / "a.index", base=0, max_size=8 * per_page * 3)
+    assert os.stat(idx.path).st_blocks == 0  # sparse until used
+    for i in range(per_page + 1):  # fills page 0, starts page 1
+        idx.append(i, i * 10)
+    assert os.stat(idx.path).st_blocks * 512 >= 2 * page
+    real = index_module._write_zeros
+
+    def disk_full(fd: int, position: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(index_module, "_write_zeros", disk_full)
+    for i in range(per_page + 1, 2 * per_page):  # the rest of page 1: already allocated
+        idx.append(i, i * 10)
+    idx.append(2 * per_page, 2 * per_page * 10)  # page 2: cannot be allocated, skipped
+    assert idx.entries == 2 * per_page and "cannot allocate index space" in caplog.text
+    monkeypatch.setattr(index_module, "_write_zeros", real)
+    idx.append(2 * per_page + 1, (2 * per_page + 1) * 10)
+    assert idx.entries == 2 * per_page + 1
+    assert idx.lookup(2 * per_page) == (2 * per_page - 1, (2 * per_page - 1) * 10)
+    assert idx.lookup(2 * per_page + 1) == (2 * per_page + 1, (2 * per_page + 1) * 10)
+    assert [idx.entry(i) for i in range(3)] == [(0, 0), (1, 10), (2, 20)]
+
+
+def test_reopened_active_index_keeps_its_entries_when_it_grows(tmp_path: Path) -> None:
+    path = tmp_path / "00000000000000000000.index"
+    idx = new_offset_index(path, base=0, max_size=8 * 1024)
+    for i in range(10):
+        idx.append(i, i * 100)
+    idx.trim()  # a clean close leaves 80 bytes
+    again = OffsetIndex(path, 0, 8 * 1024, writable=True, handles=HandleCache(10))
+    again.load()  # active again: grows to 8 KiB, the partial page holds entries
+    again.append(10, 1000)
+    assert [again.entry(i) for i in range(11)] == [(i, i * 100) for i in range(11)]

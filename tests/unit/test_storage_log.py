@@ -552,7 +552,7 @@ def test_epoch_checkpoint_write_failure_does_not_fail_the_append(
     fill(log, 1, epoch=1)
     real = epoch_cache.write_epoch_checkpoint
 
-    def disk_full(path: Path, entries: object) -> None:
+    def disk_full(path: Path, entries: object, *, sync: bool = True) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(epoch_cache, "write_epoch_checkpoint", disk_full)
@@ -563,6 +563,31 @@ def test_epoch_checkpoint_write_failure_does_not_fail_the_append(
     monkeypatch.setattr(epoch_cache, "write_epoch_checkpoint", real)
     log.flush()
     assert checkpoint.read_text() == "0\n2\n1 0\n2 1\n"
+
+
+def test_new_epoch_written_at_once_and_made_durable_by_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append with a new epoch writes the checkpoint (no fsync on the loop); the
+    next flush writes it durably."""
+    from pybroker.storage import epoch_cache
+
+    calls: list[bool] = []
+    real = epoch_cache.write_epoch_checkpoint
+
+    def spy(path: Path, entries: object, *, sync: bool = True) -> None:
+        calls.append(sync)
+        real(path, entries, sync=sync)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(epoch_cache, "write_epoch_checkpoint", spy)
+    log = open_log(tmp_path / "t-0")
+    fill(log, 1, epoch=3)
+    assert calls == [False]
+    assert (tmp_path / "t-0" / "leader-epoch-checkpoint").read_text() == "0\n1\n3 0\n"
+    log.flush()
+    assert calls == [False, True]
+    log.flush()
+    assert calls == [False, True]  # nothing new: no rewrite
 
 
 @pytest.mark.parametrize(
