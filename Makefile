@@ -5,8 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 APT_PACKAGES := kcat
+# Node clients the integration tests drive (kafkajs), pinned in tests/js/package-lock.json.
+JS_DIR := tests/js
+JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: install install-test run test test-unit bench lint format clean apt-deps
+.PHONY: install install-test run test test-unit bench lint format clean apt-deps js-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +25,14 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-install-test: $(TEST_STAMP) apt-deps
+install-test: $(TEST_STAMP) apt-deps js-deps
+
+# npm ci installs exactly the lock file's versions; needs node and npm (Node 20+).
+js-deps: $(JS_STAMP)
+
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	cd $(JS_DIR) && npm ci --no-audit --no-fund
+	touch $@
 
 # Debian packages the tests drive (kcat). Installed only when missing.
 apt-deps:
@@ -45,6 +55,7 @@ test-unit: install-test
 
 bench: install-test
 	$(PY) tests/bench/bench_broker.py
+	$(PY) tests/bench/bench_storage.py
 
 lint: install-test
 	$(VENV)/bin/ruff check .
@@ -55,4 +66,4 @@ format: install-test
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) data build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) data build dist *.egg-info .pytest_cache .ruff_cache .hypothesis $(JS_DIR)/node_modules

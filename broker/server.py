@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pybroker.broker.handlers.all  # noqa: F401  (registers every handler)
 from pybroker.broker.clock import now_ms
+from pybroker.broker.groups.consumer_coordinator import ConsumerGroupConfig, ConsumerGroupManager
 from pybroker.broker.groups.coordinator import CoordinatorConfig, GroupCoordinator
 from pybroker.broker.groups.store import LogGroupStore, LoopScheduler
 from pybroker.broker.groups.store import apply_image as apply_groups_image
@@ -68,6 +69,9 @@ class Broker:
         self.group_coordinator = GroupCoordinator(
             CoordinatorConfig.from_broker(config), LogGroupStore(self), LoopScheduler(), now_ms
         )
+        self.group_coordinator.consumer = ConsumerGroupManager(
+            self.group_coordinator, ConsumerGroupConfig.from_broker(config)
+        )
         self.txn_coordinator = TransactionCoordinator(
             TxnConfig.from_broker(config),
             LogTxnStore(self),
@@ -91,6 +95,10 @@ class Broker:
     def _apply_image(self, image) -> None:  # noqa: ANN001 - ClusterImage
         self.replica_manager.apply_image(image)
         apply_groups_image(self.group_coordinator, image, self.node_id)
+        # KIP-848 groups subscribed to a created, grown or deleted topic get a new epoch.
+        self.group_coordinator.consumer.on_topics(
+            {name: (info.topic_id, len(info.partitions)) for name, info in image.topics.items()}
+        )
         # After the groups: completing a transaction may write markers to their partitions.
         apply_txn_image(self.txn_coordinator, image, self.node_id)
 

@@ -87,6 +87,18 @@ def _def(
 
 # ----------------------------------------------------------------- the typed keys
 
+CONSUMER_GROUP_ASSIGNOR_CLASSES = (
+    "org.apache.kafka.coordinator.group.assignor.UniformAssignor",
+    "org.apache.kafka.coordinator.group.assignor.RangeAssignor",
+)
+_ASSIGNOR_NAMES = {
+    "uniform": "uniform",
+    "range": "range",
+    CONSUMER_GROUP_ASSIGNOR_CLASSES[0]: "uniform",
+    CONSUMER_GROUP_ASSIGNOR_CLASSES[1]: "range",
+}
+
+
 # Broker keys whose meaning is "topic default" but whose broker-level rules differ from the
 # topic key's (null default, precedence over a synonym), defined by hand below.
 _SPECIAL_TOPIC_BROKER_KEYS = frozenset(
@@ -202,6 +214,29 @@ _BROKER_DEFS: list[ConfigDef] = [
     _def("group.min.session.timeout.ms", "int", 6_000, _int()),
     _def("group.max.session.timeout.ms", "int", 1_800_000, _int()),
     _def("group.max.size", "int", INT_MAX, _int(1)),
+    # KIP-848 consumer groups (group.protocol=consumer), Kafka 4.0's GroupCoordinatorConfig.
+    _def("group.consumer.session.timeout.ms", "int", 45_000, _int(1)),
+    _def("group.consumer.min.session.timeout.ms", "int", 45_000, _int(1)),
+    _def("group.consumer.max.session.timeout.ms", "int", 60_000, _int(1)),
+    _def("group.consumer.heartbeat.interval.ms", "int", 5_000, _int(1)),
+    _def("group.consumer.min.heartbeat.interval.ms", "int", 5_000, _int(1)),
+    _def("group.consumer.max.heartbeat.interval.ms", "int", 15_000, _int(1)),
+    _def("group.consumer.max.size", "int", INT_MAX, _int(1)),
+    _def(
+        "group.consumer.assignors",
+        "list",
+        ",".join(CONSUMER_GROUP_ASSIGNOR_CLASSES),
+        lambda key, raw: _assignors(key, raw),
+        "Server-side assignors, the first being the default: uniform, range (or Kafka's "
+        "class names for them).",
+    ),
+    _def(
+        "group.consumer.migration.policy",
+        "string",
+        "bidirectional",
+        lambda key, raw: _migration_policy(key, raw),
+        "pybroker: accepted; non-empty groups never convert between protocols (as disabled).",
+    ),
     _def("offsets.topic.num.partitions", "int", 50, _int(1)),
     _def("offsets.topic.replication.factor", "short", 3, _short(1)),
     _def("offsets.topic.segment.bytes", "int", 104_857_600, _int(1)),
@@ -583,6 +618,15 @@ class BrokerConfig:
     group_min_session_timeout_ms: int
     group_max_session_timeout_ms: int
     group_max_size: int
+    group_consumer_session_timeout_ms: int
+    group_consumer_min_session_timeout_ms: int
+    group_consumer_max_session_timeout_ms: int
+    group_consumer_heartbeat_interval_ms: int
+    group_consumer_min_heartbeat_interval_ms: int
+    group_consumer_max_heartbeat_interval_ms: int
+    group_consumer_max_size: int
+    group_consumer_assignors: str
+    group_consumer_migration_policy: str
     offsets_topic_num_partitions: int
     offsets_topic_replication_factor: int
     offsets_topic_segment_bytes: int
@@ -654,6 +698,7 @@ class BrokerConfig:
         computed["log_dirs"] = _log_dirs(values)
         computed.update(_time_settings(raw, values))
         _check_replica_timeouts(values)
+        _check_consumer_group_settings(values)
 
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
@@ -948,6 +993,54 @@ def _time_settings(raw: Mapping[str, str], values: Mapping[str, Any]) -> dict[st
         "log_roll_jitter_ms": jitter,
         "log_flush_interval_ms": flush,
     }
+
+
+def _assignors(key: str, raw: str) -> str:
+    """A LIST of assignor names or Kafka class names (trimmed, comma-joined)."""
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    for name in names:
+        if name not in _ASSIGNOR_NAMES:
+            raise ConfigError(key, raw, f"Class {name} cannot be found")
+    if not names:
+        raise ConfigError(key, raw, "at least one assignor is required")
+    return ",".join(names)
+
+
+def _migration_policy(key: str, raw: str) -> str:
+    value = raw.strip().lower()
+    choices = ("bidirectional", "upgrade", "downgrade", "disabled")
+    if value not in choices:
+        raise ConfigError(
+            key,
+            raw,
+            f"String must be one of (case insensitive): {', '.join(c.upper() for c in choices)}",
+        )
+    return value
+
+
+def _check_consumer_group_settings(values: Mapping[str, Any]) -> None:
+    """GroupCoordinatorConfig's requirements on the consumer-group timeouts."""
+    p = "group.consumer."
+    session, hb = values[p + "session.timeout.ms"], values[p + "heartbeat.interval.ms"]
+    rules = (
+        ("max.heartbeat.interval.ms", "min.heartbeat.interval.ms", ">="),
+        ("heartbeat.interval.ms", "min.heartbeat.interval.ms", ">="),
+        ("heartbeat.interval.ms", "max.heartbeat.interval.ms", "<="),
+        ("max.session.timeout.ms", "min.session.timeout.ms", ">="),
+        ("session.timeout.ms", "min.session.timeout.ms", ">="),
+        ("session.timeout.ms", "max.session.timeout.ms", "<="),
+    )
+    for left, right, op in rules:
+        a, b = values[p + left], values[p + right]
+        if (op == ">=" and a < b) or (op == "<=" and a > b):
+            relation = "greater than or equal to" if op == ">=" else "less than or equal to"
+            raise ConfigError(p + left, a, f"{p + left} must be {relation} {p + right}")
+    if hb >= session:
+        raise ConfigError(
+            p + "heartbeat.interval.ms",
+            hb,
+            f"{p}heartbeat.interval.ms must be less than {p}session.timeout.ms",
+        )
 
 
 def _check_replica_timeouts(values: Mapping[str, Any]) -> None:

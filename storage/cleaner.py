@@ -8,8 +8,9 @@ One cleaning of one log, the dirtiest that qualifies, in three kinds of step:
    tombstones or markers whose delete horizon has passed. The dirty range starts at the
    ``cleaner-offset-checkpoint`` offset and ends at the first uncleanable offset: the
    active segment, the high watermark, the first segment younger than
-   ``min.compaction.lag.ms`` and (found in step 2) the first open transaction, each rounded
-   down to a segment boundary. The plan is a snapshot: segment objects, paths and sizes.
+   ``min.compaction.lag.ms`` and the first open transaction (the producer state's LSO,
+   checked again against the batches in step 2), each rounded down to a segment boundary.
+   The plan is a snapshot: segment objects, paths and sizes.
 2. ``prepare`` and ``build_group`` (the cleaner's worker thread, with file descriptors of
    its own; inactive segments never change under it): scan batch headers for
    transactions and producers, map every key of the dirty range to its last offset, then
@@ -493,6 +494,9 @@ class LogCleaner:
             first_dirty = start
         active = segments[-1]
         uncleanable = min(active.base_offset, lg.high_watermark)
+        unstable = lg.first_unstable_offset  # the earliest open transaction (the LSO)
+        if unstable is not None:
+            uncleanable = min(uncleanable, unstable)
         config = lg.config
         lag = max(config.min_compaction_lag_ms, 0)
         max_lag = max(int(config.get("max.compaction.lag.ms")), 0)

@@ -25,6 +25,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pybroker.broker.groups.consumer_coordinator import ConsumerGroupManager
+from pybroker.broker.groups.consumer_group import ConsumerGroup
+from pybroker.broker.groups.consumer_records import CONSUMER_RECORD_TYPES
 from pybroker.broker.groups.group import (
     UNKNOWN_MEMBER_ID,
     ClassicGroup,
@@ -42,6 +45,7 @@ from pybroker.broker.groups.records import (
     MemberMetadata,
     OffsetCommitKey,
     OffsetCommitValue,
+    OtherKey,
     RecordFormatError,
     decode_group_metadata_value,
     decode_key,
@@ -164,7 +168,7 @@ class GroupCoordinator:
         self.store = store
         self.scheduler = scheduler
         self.clock = clock
-        self.groups: dict[str, ClassicGroup] = {}
+        self.groups: dict[str, ClassicGroup | ConsumerGroup] = {}
         self.owned: set[int] = set()
         self.topic_id: object | None = None
         self.num_partitions = config.offsets_topic_partitions
@@ -174,6 +178,8 @@ class GroupCoordinator:
         # producer id -> group -> (topic, partition) -> offset
         self.pending_txn_offsets: dict[int, dict[str, dict[tuple[str, int], OffsetAndMetadata]]]
         self.pending_txn_offsets = {}
+        # KIP-848 consumer groups (they live in ``groups`` too, as ConsumerGroup).
+        self.consumer = ConsumerGroupManager(self)
 
     # =================================================================== ownership
     def partition_for(self, group_id: str) -> int:
@@ -215,6 +221,7 @@ class GroupCoordinator:
         # transactional offsets by producer id, until their marker (Kafka's replay of
         # pendingTransactionalOffsets and of end-transaction markers)
         pending: dict[int, dict[str, dict[tuple[str, int], OffsetAndMetadata]]] = {}
+        consumer_records: list[tuple[bytes, bytes | None]] = []
         count = 0
         for key_bytes, value, producer_id, commit in self._read_entries(partition):
             count += 1
@@ -248,6 +255,8 @@ class GroupCoordinator:
                         metadata.pop(key.group, None)
                     else:
                         metadata[key.group] = decode_group_metadata_value(value)
+                elif isinstance(key, OtherKey) and key.record_type in CONSUMER_RECORD_TYPES:
+                    consumer_records.append((bytes(key_bytes), value))
             except RecordFormatError as exc:
                 log.warning(
                     "Skipping unreadable record in %s-%d: %s", OFFSETS_TOPIC, partition, exc
@@ -269,6 +278,7 @@ class GroupCoordinator:
             for member in group.members.values():
                 self._schedule_heartbeat(group, member, member.session_timeout_ms)
             loaded += 1
+        self.consumer.replay_loaded(partition, consumer_records)
         self._load_pending_txn_offsets(partition, pending)
         self.owned.add(partition)
         if count:
@@ -317,6 +327,9 @@ class GroupCoordinator:
         doomed = [g for g in self.groups if self.partition_for(g) == partition]
         for group_id in doomed:
             group = self.groups.pop(group_id)
+            if isinstance(group, ConsumerGroup):
+                self.consumer.unload_group(group)
+                continue
             self._fail_waiters(group, ErrorCode.not_coordinator)
             self._cancel_timers(group)
             group.transition_to(GroupState.DEAD, self.clock())
@@ -337,7 +350,10 @@ class GroupCoordinator:
             group.invoke_join_callback(member, JoinResult(error, member.member_id))
             group.invoke_sync_callback(member, SyncResult(error))
 
-    def _cancel_timers(self, group: ClassicGroup) -> None:
+    def _cancel_timers(self, group: ClassicGroup | ConsumerGroup) -> None:
+        if isinstance(group, ConsumerGroup):
+            self.consumer.unload_group(group)
+            return
         for member in group.members.values():
             self._cancel_heartbeat(member)
         for handle in group.pending_timers.values():
@@ -463,6 +479,13 @@ class GroupCoordinator:
             return
         unknown = member_id == UNKNOWN_MEMBER_ID
         group = self.groups.get(group_id)
+        if isinstance(group, ConsumerGroup):
+            # Only an empty consumer group gives way to a classic one (no online migration).
+            error = self.consumer.release_for_classic(group, member_id)
+            if error is not None:
+                callback(JoinResult(error, member_id))
+                return
+            group = self.groups.get(group_id)
         if group is None:
             if not unknown:
                 callback(JoinResult(ErrorCode.unknown_member_id, member_id))
@@ -1024,7 +1047,8 @@ class GroupCoordinator:
             callback(SyncResult(error))
             return
         group = self.groups.get(group_id)
-        if group is None:
+        if group is None or isinstance(group, ConsumerGroup):
+            # A consumer group has no classic members (KIP-848 migration is not served).
             callback(SyncResult(ErrorCode.unknown_member_id))
             return
         if group.state == GroupState.DEAD:
@@ -1129,7 +1153,7 @@ class GroupCoordinator:
         if error is not None:
             return ErrorCode.none if error == ErrorCode.coordinator_load_in_progress else error
         group = self.groups.get(group_id)
-        if group is None:
+        if group is None or isinstance(group, ConsumerGroup):
             return ErrorCode.unknown_member_id
         if group.state == GroupState.DEAD:
             return ErrorCode.coordinator_not_available
@@ -1157,6 +1181,8 @@ class GroupCoordinator:
         if group is None or group.state == GroupState.DEAD:
             # Kafka 4.x fails the whole request for a group it does not know.
             return ErrorCode.unknown_member_id, []
+        if isinstance(group, ConsumerGroup):
+            return ErrorCode.none, self.consumer.classic_leave(group, leaving)
         errors = []
         for member_id, instance_id, reason in leaving:
             why = reason or "not provided"
@@ -1243,7 +1269,12 @@ class GroupCoordinator:
             self.groups[group_id] = group
             created = True
         try:
-            group.validate_offset_commit(member_id, group_instance_id, generation_id)
+            if isinstance(group, ConsumerGroup):
+                group.validate_offset_commit(
+                    member_id, group_instance_id, generation_id, api_version=api_version
+                )
+            else:
+                group.validate_offset_commit(member_id, group_instance_id, generation_id)
         except KafkaError as exc:
             return [exc.code] * len(entries)
         now = self.clock()
@@ -1352,15 +1383,20 @@ class GroupCoordinator:
             return ErrorCode.coordinator_not_available, []
         wanted_states = {s.lower() for s in states}
         wanted_types = {t.lower() for t in types}
-        if wanted_types and "classic" not in wanted_types:
-            return ErrorCode.none, []
         out = []
         for group in self.groups.values():
             if group.state == GroupState.DEAD:
                 continue
+            group_type = "consumer" if isinstance(group, ConsumerGroup) else "classic"
+            if wanted_types and group_type not in wanted_types:
+                continue
             if wanted_states and group.state.value.lower() not in wanted_states:
                 continue
-            out.append(ListedGroup(group.group_id, group.protocol_type or "", group.state.value))
+            out.append(
+                ListedGroup(
+                    group.group_id, group.protocol_type or "", group.state.value, group_type
+                )
+            )
         return ErrorCode.none, sorted(out, key=lambda g: g.group_id)
 
     def describe_group(self, group_id: str) -> tuple[ErrorCode, ClassicGroup | None]:
@@ -1369,7 +1405,8 @@ class GroupCoordinator:
         if error is not None:
             return error, None
         group = self.groups.get(group_id)
-        if group is None or group.state == GroupState.DEAD:
+        if group is None or group.state == GroupState.DEAD or isinstance(group, ConsumerGroup):
+            # Kafka 4.0 describes a consumer group as "not a classic group" here.
             return ErrorCode.group_id_not_found, None
         return ErrorCode.none, group
 
@@ -1383,6 +1420,8 @@ class GroupCoordinator:
             group = self.groups.get(group_id)
             if group is None or group.state == GroupState.DEAD:
                 results[group_id] = ErrorCode.group_id_not_found
+            elif isinstance(group, ConsumerGroup):
+                results[group_id] = self.consumer.delete_group(group)
             elif group.state != GroupState.EMPTY:
                 results[group_id] = ErrorCode.non_empty_group
             else:
@@ -1417,7 +1456,11 @@ class GroupCoordinator:
             if group.state == GroupState.DEAD:
                 continue
             expired, all_expired = group.expired_offsets(now, self.config.offsets_retention_ms)
-            delete_group = all_expired and group.state == GroupState.EMPTY
+            delete_group = all_expired and (
+                group.is_empty()
+                if isinstance(group, ConsumerGroup)
+                else group.state == GroupState.EMPTY
+            )
             if expired or delete_group:
                 by_partition[self.partition_for(group.group_id)].append(
                     (group, expired, delete_group)
@@ -1429,7 +1472,9 @@ class GroupCoordinator:
                 records += [
                     (encode_offset_commit_key(group.group_id, t, p), None) for t, p in expired
                 ]
-                if delete_group:
+                if delete_group and isinstance(group, ConsumerGroup):
+                    records += self.consumer.tombstones(group)
+                elif delete_group:
                     records.append((encode_group_metadata_key(group.group_id), None))
             try:
                 self.store.append(partition, records)
@@ -1442,7 +1487,10 @@ class GroupCoordinator:
                 removed += len(expired)
                 if delete_group:
                     log.info("Group %s transitioned to Dead: empty with no offsets", group.group_id)
-                    self._drop_group(group)
+                    if isinstance(group, ConsumerGroup):
+                        self.consumer.forget(group)
+                    else:
+                        self._drop_group(group)
         return removed
 
     # =================================================================== records
@@ -1577,9 +1625,9 @@ class GroupCoordinator:
                 log.info("Transactional offset commit of group %s failed: %s", group_id, exc)
                 errors = [code if err == ErrorCode.none else err for err in errors]
                 staged = []
-        pending = self.pending_txn_offsets.setdefault(producer_id, {}).setdefault(group_id, {})
-        for tp, om in staged:
-            pending[tp] = om
+        if staged:
+            by_group = self.pending_txn_offsets.setdefault(producer_id, {})
+            by_group.setdefault(group_id, {}).update(staged)
         if created and not staged:
             del self.groups[group_id]
         return errors

@@ -4,6 +4,7 @@ from pybroker.broker.handlers import (  # noqa: F401
     admin_configs,
     admin_topics,
     api_versions,
+    consumer_groups,
     delete_records,
     fetch,
     groups,

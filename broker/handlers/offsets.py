@@ -168,6 +168,13 @@ async def handle_offset_fetch(ctx: RequestContext, request: Any) -> Any:
     if v >= 8:
         groups = []
         for g in request.groups:
+            # v9+: a KIP-848 member names itself and its epoch (STALE_MEMBER_EPOCH etc.).
+            member_error = coordinator_of(ctx).consumer.validate_offset_fetch(
+                g.group_id, getattr(g, "member_id", None), int(getattr(g, "member_epoch", -1))
+            )
+            if member_error is not None:
+                groups.append(dict(group_id=g.group_id, topics=[], error_code=member_error))
+                continue
             error, topics = _fetch_group(
                 ctx, g.group_id, g.topics, use_ids=v >= 10, require_stable=request.require_stable
             )

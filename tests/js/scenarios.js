@@ -1,0 +1,217 @@
+// kafkajs scenarios the Python integration tests drive (tests/integration/test_transactions_clients.py).
+//
+// Usage: node scenarios.js '<json config>'. Each scenario prints progress lines and, last,
+// one line "RESULT <json>". Every wait is bounded by config.deadline_s.
+'use strict'
+
+const { Kafka, logLevel } = require('kafkajs')
+
+const cfg = JSON.parse(process.argv[2])
+const deadline = Date.now() + (cfg.deadline_s || 60) * 1000
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+const kafka = new Kafka({
+  clientId: 'pybroker-kafkajs',
+  brokers: [cfg.brokers],
+  logLevel: logLevel.NOTHING,
+  connectionTimeout: 3000,
+  requestTimeout: 10000,
+  retry: { initialRetryTime: 50, maxRetryTime: 1000, retries: 10 },
+})
+
+function result(obj) {
+  process.stdout.write(`RESULT ${JSON.stringify(obj)}\n`)
+}
+
+function pad(n, width) {
+  return String(n).padStart(width, '0')
+}
+
+// The records of tests/support/clients.py: key_of, value_of, timestamp_of; one header.
+const FILLER = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ'.repeat(2)
+const keyOf = (i) => `key-${pad(i % 1000, 4)}`
+const valueOf = (i) => `value-${pad(i, 6)}-${FILLER.slice(0, (i * 7) % 123)}`
+
+async function idempotent() {
+  // Chunks of records, each sent to one partition: a chunk's offsets are consecutive
+  // from the base offset the broker acknowledges, retries included.
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
+  await producer.connect()
+  const placements = new Array(cfg.count)
+  const chunk = cfg.chunk || 50
+  for (let start = 0, n = 0; start < cfg.count; start += chunk, n++) {
+    const partition = n % cfg.partitions
+    const messages = []
+    for (let i = start; i < Math.min(start + chunk, cfg.count); i++) {
+      messages.push({
+        key: keyOf(i),
+        value: valueOf(i),
+        headers: { idx: pad(i, 6) },
+        timestamp: String(cfg.base_ts + 2 * i),
+      })
+    }
+    const [meta] = await producer.send({ topic: cfg.topic, messages, partition, acks: -1 })
+    const base = Number(meta.baseOffset)
+    messages.forEach((_, k) => {
+      placements[start + k] = [partition, base + k]
+    })
+  }
+  await producer.disconnect()
+  result({ placements })
+}
+
+async function consumeAll(groupId, readUncommitted, topic, expected) {
+  const consumer = kafka.consumer({ groupId, readUncommitted, sessionTimeout: 6000 })
+  const values = []
+  await consumer.connect()
+  await consumer.subscribe({ topic, fromBeginning: true })
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      values.push(message.value.toString())
+    },
+  })
+  while (values.length < expected && Date.now() < deadline) await sleep(50)
+  await sleep(300) // anything beyond the expected count would show up here
+  await consumer.disconnect()
+  return values
+}
+
+async function commitAbort() {
+  const producer = kafka.producer({
+    transactionalId: cfg.txn_id,
+    idempotent: true,
+    maxInFlightRequests: 1,
+  })
+  await producer.connect()
+  const committed = cfg.committed.map((value) => ({ value }))
+  const aborted = cfg.aborted.map((value) => ({ value }))
+  let txn = await producer.transaction()
+  await txn.send({ topic: cfg.topic, messages: committed })
+  await txn.commit()
+  txn = await producer.transaction()
+  await txn.send({ topic: cfg.topic, messages: aborted })
+  await txn.abort()
+  await producer.disconnect()
+  const readCommitted = await consumeAll(`${cfg.txn_id}-rc`, false, cfg.topic, committed.length)
+  const readUncommitted = await consumeAll(
+    `${cfg.txn_id}-ru`,
+    true,
+    cfg.topic,
+    committed.length + aborted.length,
+  )
+  result({ readCommitted, readUncommitted })
+}
+
+async function fence() {
+  const options = { transactionalId: cfg.txn_id, idempotent: true, maxInFlightRequests: 1 }
+  const first = kafka.producer(options)
+  await first.connect()
+  const txn = await first.transaction()
+  await txn.send({ topic: cfg.topic, messages: [{ value: 'zombie' }] })
+  const second = kafka.producer(options)
+  await second.connect()
+  // kafkajs sends InitProducerId with its first transaction: this bumps the epoch and
+  // aborts the first producer's open transaction
+  const ok = await second.transaction()
+  let fencedError = null
+  try {
+    await txn.send({ topic: cfg.topic, messages: [{ value: 'zombie-2' }] })
+    await txn.commit()
+  } catch (e) {
+    fencedError = e.type || e.name
+  }
+  await ok.send({ topic: cfg.topic, messages: [{ value: 'successor' }] })
+  await ok.commit()
+  await second.disconnect()
+  try {
+    await first.disconnect()
+  } catch (_) {}
+  result({ fencedError })
+}
+
+async function eos() {
+  // Consume-transform-produce, exactly once: each input batch is copied and its offsets
+  // committed in one transaction. On any failure (the broker is killed under us) the
+  // producer and consumer are recreated: the new producer fences and aborts the old
+  // transaction, the consumer resumes from the committed offsets.
+  let copied = 0
+  let restarts = 0
+  while (copied < cfg.count && Date.now() < deadline) {
+    const producer = kafka.producer({
+      transactionalId: cfg.txn_id,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 30000,
+    })
+    const consumer = kafka.consumer({
+      groupId: cfg.group,
+      readUncommitted: false,
+      sessionTimeout: 6000,
+      heartbeatInterval: 500,
+      maxWaitTimeInMs: 200,
+      maxBytesPerPartition: 2048,
+    })
+    let failed = null
+    consumer.on(consumer.events.CRASH, (e) => {
+      failed = failed || e.payload.error || new Error('consumer crashed')
+    })
+    try {
+      await producer.connect()
+      await consumer.connect()
+      await consumer.subscribe({ topic: cfg.in_topic, fromBeginning: true })
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: async ({ batch }) => {
+          if (failed || copied >= cfg.count || batch.messages.length === 0) return
+          const txn = await producer.transaction()
+          try {
+            await txn.send({
+              topic: cfg.out_topic,
+              messages: batch.messages.map((m) => ({
+                key: m.key,
+                value: `copy-${m.value.toString()}`,
+              })),
+            })
+            const next = (BigInt(batch.lastOffset()) + 1n).toString()
+            await txn.sendOffsets({
+              consumerGroupId: cfg.group,
+              topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }],
+            })
+            await txn.commit()
+            copied = Number(next)
+            process.stdout.write(`progress ${copied}\n`)
+          } catch (e) {
+            try {
+              await txn.abort()
+            } catch (_) {}
+            failed = e
+          }
+        },
+      })
+      while (!failed && copied < cfg.count && Date.now() < deadline) await sleep(20)
+    } catch (e) {
+      failed = e
+    }
+    if (failed && copied < cfg.count) {
+      restarts++
+      process.stdout.write(`restart ${failed.type || failed.name}: ${failed.message}\n`)
+    }
+    try {
+      await consumer.disconnect()
+    } catch (_) {}
+    try {
+      await producer.disconnect()
+    } catch (_) {}
+  }
+  result({ copied, restarts })
+}
+
+const scenarios = { idempotent, 'commit-abort': commitAbort, fence, eos }
+
+scenarios[cfg.scenario]()
+  .then(() => process.exit(0))
+  .catch((e) => {
+    process.stdout.write(`ERROR ${e.type || e.name}: ${e.message}\n`)
+    process.exit(1)
+  })
