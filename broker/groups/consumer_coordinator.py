@@ -209,7 +209,6 @@ class ConsumerGroupManager:
         self.regex_refresh_min_interval_ms = REGEX_REFRESH_MIN_INTERVAL_MS
         self._known_topics: dict[str, tuple[uuid.UUID, int]] | None = None
         self.image_version = 0  # bumped when topics are created (regex refreshes)
-        self._regex_refreshed: dict[str, int] = {}  # group id -> last refresh (ms)
 
     # =================================================================== plumbing
     @property
@@ -268,7 +267,6 @@ class ConsumerGroupManager:
             self._cancel_timers(group.group_id, member_id)
         if self.coordinator.groups.get(group.group_id) is group:
             del self.coordinator.groups[group.group_id]
-        self._regex_refreshed.pop(group.group_id, None)
 
     # =================================================================== timers
     def _schedule(
@@ -384,6 +382,11 @@ class ConsumerGroupManager:
                 log.error("ConsumerGroupHeartbeat of group %s failed: %s", request.group_id, exc)
                 message = None
             return HeartbeatResult(exc.code, message)
+        except Exception:
+            # Kafka answers UNKNOWN_SERVER_ERROR for what it did not expect; nothing was
+            # written unless the append went through (the state replays what was).
+            log.exception("ConsumerGroupHeartbeat of group %s failed", request.group_id)
+            return HeartbeatResult(ErrorCode.unknown_server_error)
 
     def _validate(self, r: HeartbeatRequest, api_version: int) -> None:
         """throwIfConsumerGroupHeartbeatRequestIsInvalid."""
@@ -792,14 +795,13 @@ class ConsumerGroupManager:
             elif regex:
                 changed = True
         # Refresh the group's regexes when topics were created since their resolution.
-        last = self._regex_refreshed.get(group.group_id, 0)
+        last = max((v.timestamp for v in group.resolved_regexes.values()), default=0)
         stale = [
             r
             for r, v in group.resolved_regexes.items()
             if r in counts and v.version < self.image_version
         ]
         if stale and now >= last + self.regex_refresh_min_interval_ms:
-            self._regex_refreshed[group.group_id] = now
             names = list(self.topics())
             for regex in stale:
                 try:
@@ -1175,7 +1177,6 @@ class ConsumerGroupManager:
     def unload_group(self, group: ConsumerGroup) -> None:
         for member_id in list(group.members):
             self._cancel_timers(group.group_id, member_id)
-        self._regex_refreshed.pop(group.group_id, None)
         log.info(
             "[GroupId=%s] Unloaded group metadata for group epoch %d.",
             group.group_id,

@@ -10,7 +10,6 @@ authorized).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pybroker.broker.context import RequestContext
@@ -25,11 +24,8 @@ from pybroker.broker.handlers.registry import api
 from pybroker.protocol.codec import build, millis, response_type
 from pybroker.protocol.errors import ErrorCode
 
-# TEMPORARY (KIP-848 under construction): advertised only with PYBROKER_KIP848=1.
-_api = api if os.environ.get("PYBROKER_KIP848") == "1" else (lambda *a: (lambda f: f))
 
-
-@_api(68, "ConsumerGroupHeartbeat", 0, 1)
+@api(68, "ConsumerGroupHeartbeat", 0, 1)
 async def handle_consumer_group_heartbeat(ctx: RequestContext, request: Any) -> Any:
     owned = None
     if request.topic_partitions is not None:
@@ -72,7 +68,7 @@ async def handle_consumer_group_heartbeat(ctx: RequestContext, request: Any) -> 
     )
 
 
-@_api(69, "ConsumerGroupDescribe", 0, 1)
+@api(69, "ConsumerGroupDescribe", 0, 1)
 async def handle_consumer_group_describe(ctx: RequestContext, request: Any) -> Any:
     groups = coordinator_of(ctx).consumer.describe(list(request.group_ids))
     for group in groups:

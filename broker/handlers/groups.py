@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from pybroker.broker.context import RequestContext
+from pybroker.broker.groups.consumer_group import ConsumerGroup
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from pybroker.broker.groups.group import GroupState, JoinResult, SyncResult
 from pybroker.broker.groups.store import create_offsets_topic
@@ -300,7 +301,11 @@ async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
         if error == ErrorCode.group_id_not_found:
             entry["group_state"] = GroupState.DEAD.value
             if v >= 6:
-                entry["error_message"] = f"Group {group_id} not found."
+                entry["error_message"] = (
+                    f"Group {group_id} is not a classic group."
+                    if isinstance(coordinator.groups.get(group_id), ConsumerGroup)
+                    else f"Group {group_id} not found."
+                )
             else:
                 entry["error_code"] = ErrorCode.none
         elif group is not None:

@@ -235,7 +235,15 @@ class TransactionCoordinator:
                 self.unload(p)
         for p, epoch in sorted(partitions.items()):
             if p not in self.partitions:
-                self.load(p, epoch)
+                try:
+                    self.load(p, epoch)
+                except Exception:
+                    # As Kafka: the partition's ids stay unserved (NOT_COORDINATOR) rather
+                    # than served from a partial replay.
+                    log.exception(
+                        "Failed to load %s-%d; its ids are not served", TXN_STATE_TOPIC, p
+                    )
+                    self.unload(p)
 
     def load(self, partition: int, coordinator_epoch: int) -> None:
         """Rebuild the ids of one partition, then complete what was being completed."""
@@ -410,6 +418,8 @@ class TransactionCoordinator:
             error, _, _ = self._end_transaction(
                 txn, fence.producer_id, fence.producer_epoch, False, False, 0
             )
+            if txn.pending_state == S.PREPARE_EPOCH_FENCE:
+                txn.pending_state = None
             return (error if error != ErrorCode.none else ErrorCode.concurrent_transactions, *fail)
         if state not in (S.EMPTY, S.COMPLETE_COMMIT, S.COMPLETE_ABORT):
             log.error("Found transactional id %s in state %s", txn.transactional_id, state)

@@ -186,6 +186,14 @@ def encode_txn_value(value: TxnLogValue, version: int | None = None) -> bytes:
 
 
 def decode_txn_value(data: bytes) -> TxnLogValue:
+    """A TransactionLogValue (v0 or v1); raises TxnRecordError for anything else."""
+    try:
+        return _decode_txn_value(data)
+    except struct.error as e:
+        raise TxnRecordError(f"malformed TransactionLogValue: {e}") from e
+
+
+def _decode_txn_value(data: bytes) -> TxnLogValue:
     r = _Reader(data)
     (version,) = r.unpack(_H)
     if version not in (TXN_VALUE_VERSION_CLASSIC, TXN_VALUE_VERSION_FLEXIBLE):

@@ -1,7 +1,7 @@
 """The idempotent producer against a real broker process (issue #5, first half).
 
 - InitProducerId over the wire: fresh ids, Kafka's INVALID_REQUEST cases, and the answer
-  to a transactional id while there is no transaction coordinator.
+  to a transactional id no FindCoordinator has placed here yet.
 - Kafka 4's sequence rules with raw Produce requests (batches built by kafka-python's
   record builder, an independent encoder): duplicates answered with the original offset,
   gaps, stale epochs, epoch bumps, unknown producer ids, transactional batches.
@@ -236,7 +236,8 @@ def test_init_producer_id_hands_out_fresh_ids(broker: BrokerProcess) -> None:
         (None, 7, -1, ErrorCode.invalid_request),
         (None, -1, 3, ErrorCode.invalid_request),
         ("", -1, -1, ErrorCode.invalid_request),
-        ("my-transactions", -1, -1, ErrorCode.unsupported_version),  # no coordinator yet
+        # no FindCoordinator has made this broker lead the id's __transaction_state partition
+        ("my-transactions", -1, -1, ErrorCode.not_coordinator),
     ],
 )
 def test_init_producer_id_errors(
@@ -275,12 +276,20 @@ def test_sequence_rules(broker: BrokerProcess) -> None:
         assert_ok(produce(conn, topic, idem_batch(other, 0, 43, [b"d43"])), 7)
         assert_error(produce(conn, topic, idem_batch(other, 0, 45, [b"x"])), 45)
         # Transactional batches: without a transactional id the request is refused
-        # (Kafka's top-level TRANSACTIONAL_ID_AUTHORIZATION_FAILED); with one there is
-        # no ongoing transaction (no coordinator): INVALID_TXN_STATE.
+        # (Kafka's top-level TRANSACTIONAL_ID_AUTHORIZATION_FAILED); with one, KIP-890
+        # verification finds no transaction coordinator (no __transaction_state yet):
+        # NOT_ENOUGH_REPLICAS, which producers retry (tests/integration/
+        # test_transactions_wire.py has the cases with a coordinator).
         txn = idem_batch(pid, 1, 1, [b"t"], transactional=True)
         resp = produce(conn, topic, txn)
         assert (resp.error_code, resp.base_offset, resp.log_start_offset) == (53, -1, -1)
-        assert_error(produce(conn, topic, txn, transactional_id="tx"), 48)
+        resp = produce(conn, topic, txn, transactional_id="tx")
+        assert (resp.error_code, resp.base_offset, resp.error_message) == (
+            19,
+            -1,
+            "Unable to verify the partition has been added to the transaction. "
+            "Underlying error: COORDINATOR_NOT_AVAILABLE",
+        )
         assert stored_values(conn, topic) == [
             (0, b"a0"),
             (1, b"a1"),
@@ -472,9 +481,10 @@ def _duplicates_logged(broker: BrokerProcess) -> int:
     return broker.log_tail(1_000_000).count("duplicate of the batch at offset")
 
 
-@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka", "aiokafka"])
+@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka", "aiokafka", "kafkajs"])
 def test_retried_batches_are_not_duplicated(proxied, client: str) -> None:
     broker, proxy = proxied
+    headers = headers_of
     topic = f"idem-retries-{client}"
     bootstrap = f"127.0.0.1:{proxy.port}"
     raw_create_topic(broker.port, topic)
@@ -488,6 +498,26 @@ def test_retried_batches_are_not_duplicated(proxied, client: str) -> None:
         placements = aiokafka_produce(
             bootstrap, topic, count, base_ts, linger_ms=2, max_batch_size=4096, retry_backoff_ms=20
         )
+    elif client == "kafkajs":
+        from tests.integration.test_transactions_clients import run_node, skip_without
+
+        skip_without(client)
+        result = run_node(
+            dict(
+                scenario="idempotent",
+                brokers=bootstrap,
+                topic=topic,
+                count=count,
+                partitions=PARTITIONS,
+                base_ts=base_ts,
+                chunk=50,
+                deadline_s=120,
+            )
+        )
+        placements = [tuple(p) for p in result["placements"]]
+
+        def headers(i: int) -> list[tuple[str, bytes]]:
+            return [("idx", b"%06d" % i)]  # kafkajs headers are a map: one per name
     else:
         acked = confluent_produce(
             bootstrap,
@@ -506,7 +536,7 @@ def test_retried_batches_are_not_duplicated(proxied, client: str) -> None:
     assert proxy.dropped == 5, (proxy.dropped, proxy.produce_responses)
     assert proxy.connections > 1  # the clients reconnected after each loss
     verify_consumed(
-        Produced(topic, "none", count, base_ts, placements),
+        Produced(topic, "none", count, base_ts, placements, headers=headers),
         confluent_consume(f"127.0.0.1:{broker.port}", topic),
     )
     assert_batches_idempotent(broker.port, topic)

@@ -111,6 +111,9 @@ def test_commit_abort_lso_and_read_committed(broker: BrokerProcess) -> None:
         assert (f.high_watermark, f.last_stable_offset, f.aborted) == (3, 1, [])
         assert f.values == [(0, b"plain")]
         assert fetch(conn, topic, isolation=READ_UNCOMMITTED).aborted is None
+        assert describe_producers(conn, "no-such-topic").error_code == (
+            E.unknown_topic_or_partition
+        )
         described = describe_producers(conn, topic)
         assert described.error_code == E.none
         (state,) = described.active_producers

@@ -33,8 +33,9 @@ const keyOf = (i) => `key-${pad(i % 1000, 4)}`
 const valueOf = (i) => `value-${pad(i, 6)}-${FILLER.slice(0, (i * 7) % 123)}`
 
 async function idempotent() {
-  // Chunks of records, each sent to one partition: a chunk's offsets are consecutive
-  // from the base offset the broker acknowledges, retries included.
+  // Chunks of records, each sent to one partition (chunk n to n % partitions, so that a
+  // key stays in one partition): a chunk's offsets are consecutive from the base offset
+  // the broker acknowledges, retries included.
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
   await producer.connect()
   const placements = new Array(cfg.count)
@@ -44,13 +45,14 @@ async function idempotent() {
     const messages = []
     for (let i = start; i < Math.min(start + chunk, cfg.count); i++) {
       messages.push({
+        partition,
         key: keyOf(i),
         value: valueOf(i),
         headers: { idx: pad(i, 6) },
         timestamp: String(cfg.base_ts + 2 * i),
       })
     }
-    const [meta] = await producer.send({ topic: cfg.topic, messages, partition, acks: -1 })
+    const [meta] = await producer.send({ topic: cfg.topic, messages, acks: -1 })
     const base = Number(meta.baseOffset)
     messages.forEach((_, k) => {
       placements[start + k] = [partition, base + k]
@@ -162,7 +164,7 @@ async function eos() {
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
-        eachBatch: async ({ batch }) => {
+        eachBatch: async ({ batch, resolveOffset }) => {
           if (failed || copied >= cfg.count || batch.messages.length === 0) return
           const txn = await producer.transaction()
           try {
@@ -179,7 +181,8 @@ async function eos() {
               topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }],
             })
             await txn.commit()
-            copied = Number(next)
+            resolveOffset(batch.lastOffset()) // the consumer moves on; the group's offset is
+            copied = Number(next) //            the one the transaction committed
             process.stdout.write(`progress ${copied}\n`)
           } catch (e) {
             try {

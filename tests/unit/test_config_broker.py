@@ -113,6 +113,19 @@ KAFKA_DEFAULTS: list[tuple[str, Any]] = [
     ("group_min_session_timeout_ms", 6_000),
     ("group_max_session_timeout_ms", 1_800_000),
     ("group_max_size", INT_MAX),
+    ("group_consumer_session_timeout_ms", 45_000),
+    ("group_consumer_min_session_timeout_ms", 45_000),
+    ("group_consumer_max_session_timeout_ms", 60_000),
+    ("group_consumer_heartbeat_interval_ms", 5_000),
+    ("group_consumer_min_heartbeat_interval_ms", 5_000),
+    ("group_consumer_max_heartbeat_interval_ms", 15_000),
+    ("group_consumer_max_size", INT_MAX),
+    (
+        "group_consumer_assignors",
+        "org.apache.kafka.coordinator.group.assignor.UniformAssignor,"
+        "org.apache.kafka.coordinator.group.assignor.RangeAssignor",
+    ),
+    ("group_consumer_migration_policy", "bidirectional"),
     ("offsets_topic_num_partitions", 50),
     ("offsets_topic_replication_factor", 3),
     ("offsets_topic_segment_bytes", 104_857_600),
@@ -921,7 +934,11 @@ def test_unknown_keys_are_returned_as_ignored() -> None:
 )
 def test_known_kafka_keys_are_not_ignored(key: str) -> None:
     assert is_known_key(key)
-    value = {"process.roles": "broker", "log.cleaner.enable": "true"}.get(key, "1")
+    value = {
+        "process.roles": "broker",
+        "log.cleaner.enable": "true",
+        "group.consumer.heartbeat.interval.ms": "5000",
+    }.get(key, "1")
     assert cfg({key: value}).ignored == ()
 
 
@@ -1111,3 +1128,64 @@ def test_kafka3_zookeeper_server_properties_is_accepted(tmp_path: Path) -> None:
     assert c.zookeeper_connection_timeout_ms == 18000
     assert c.group_initial_rebalance_delay_ms == 0
     assert c.topic_defaults() == {"retention.ms": 604_800_000, "segment.bytes": 1_073_741_824}
+
+
+# ------------------------------------------------------------------- KIP-848 consumer groups
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"group.consumer.session.timeout.ms": "3000"},
+            "group.consumer.session.timeout.ms must be greater than or equal to "
+            "group.consumer.min.session.timeout.ms",
+        ),
+        (
+            {"group.consumer.session.timeout.ms": "61000"},
+            "group.consumer.session.timeout.ms must be less than or equal to "
+            "group.consumer.max.session.timeout.ms",
+        ),
+        (
+            {"group.consumer.heartbeat.interval.ms": "100"},
+            "group.consumer.heartbeat.interval.ms must be greater than or equal to "
+            "group.consumer.min.heartbeat.interval.ms",
+        ),
+        (
+            {
+                "group.consumer.session.timeout.ms": "1000",
+                "group.consumer.min.session.timeout.ms": "1000",
+                "group.consumer.heartbeat.interval.ms": "1000",
+                "group.consumer.min.heartbeat.interval.ms": "100",
+            },
+            "group.consumer.heartbeat.interval.ms must be less than "
+            "group.consumer.session.timeout.ms",
+        ),
+        ({"group.consumer.assignors": "sticky"}, "Class sticky cannot be found"),
+        ({"group.consumer.migration.policy": "sideways"}, "String must be one of"),
+    ],
+)
+def test_consumer_group_settings_are_checked_as_kafka(
+    overrides: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cfg(overrides)
+
+
+def test_consumer_group_settings() -> None:
+    c = cfg(
+        {
+            "group.consumer.session.timeout.ms": "3000",
+            "group.consumer.min.session.timeout.ms": "1000",
+            "group.consumer.heartbeat.interval.ms": "300",
+            "group.consumer.min.heartbeat.interval.ms": "100",
+            "group.consumer.assignors": " range , uniform",
+            "group.consumer.migration.policy": "DISABLED",
+        }
+    )
+    assert (c.group_consumer_session_timeout_ms, c.group_consumer_heartbeat_interval_ms) == (
+        3000,
+        300,
+    )
+    assert c.group_consumer_assignors == "range,uniform"
+    assert c.group_consumer_migration_policy == "disabled"

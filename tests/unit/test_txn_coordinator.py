@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pybroker.broker.txn.coordinator import TransactionCoordinator, TxnConfig
 from pybroker.broker.txn.metadata import (
@@ -22,6 +24,7 @@ from pybroker.broker.txn.metadata import (
 )
 from pybroker.broker.txn.records import (
     TxnLogValue,
+    TxnRecordError,
     decode_txn_key,
     decode_txn_value,
     encode_txn_key,
@@ -170,6 +173,32 @@ def test_key_and_value_bytes_are_kafkas() -> None:
     raw1 = encode_txn_value(flexible)
     assert raw1[:2] == struct.pack(">h", 1)
     assert decode_txn_value(raw1) == flexible
+
+
+@given(st.binary(max_size=80))
+def test_garbage_never_decodes_silently(data: bytes) -> None:
+    for decode in (decode_txn_key, decode_txn_value):
+        try:
+            decode(data)
+        except TxnRecordError:
+            pass
+
+
+@given(
+    st.integers(0, 2**63 - 1),
+    st.integers(0, 0x7FFF),
+    st.integers(1, 2**31 - 1),
+    st.integers(1, 5),
+    st.sets(st.tuples(st.text(min_size=1, max_size=5), st.integers(0, 99)), max_size=4),
+    st.integers(-1, 2**40),
+    st.integers(-1, 99),
+    st.integers(0, 2),
+)
+def test_values_round_trip(
+    pid: int, epoch: int, timeout: int, status: int, parts: set, ts: int, other: int, tv: int
+) -> None:
+    value = TxnLogValue(pid, epoch, timeout, status, tuple(sorted(parts)), ts, ts, other, other, tv)
+    assert decode_txn_value(encode_txn_value(value)) == value
 
 
 # -- InitProducerId -------------------------------------------------------------------------

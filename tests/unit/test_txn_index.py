@@ -228,3 +228,34 @@ def test_corrupt_txn_index_is_rebuilt_on_a_clean_start(tmp_path: Path) -> None:
     again = open_log(dir, clean_shutdown=True)
     assert again.all_aborted_txns() == [AbortedTxn(PID, first, abort_at, abort_at + 1)]
     again.close()
+
+
+def test_compaction_keeps_the_aborted_transaction_index(tmp_path: Path) -> None:
+    """A cleaned segment takes over the .txnindex entries of the segments it replaces
+    (follower appends index aborted transactions too)."""
+    from pybroker.storage.cleaner import LogCleaner
+    from tests.unit.test_storage_cleaner import NOW, append, compact_config
+    from tests.unit.test_storage_cleaner import marker as follower_marker
+    from tests.unit.test_storage_support import Clock
+
+    clock = Clock(NOW)
+    log = open_log(tmp_path / "t-0", compact_config(), clock=clock)
+    append(log, [(b"a", b"kept")], pid=7, epoch=0, seq=0, txn=True)  # 0
+    append(log, [(b"b", b"gone")], pid=8, epoch=0, seq=0, txn=True)  # 1
+    follower_marker(log, True, pid=7)  # 2
+    follower_marker(log, False, pid=8)  # 3
+    log.roll()
+    append(log, [(b"a", b"newer")])  # 4
+    log.roll()
+    assert log.all_aborted_txns() == [AbortedTxn(8, 1, 3, 4)]
+    first = log.segments[0]
+    assert LogCleaner(now_ms=clock).clean_once([log], clock.now) is not None
+    assert log.segments[0] is not first  # swapped for the cleaned segment
+    assert log.segments[0].txn_index.entries() == [AbortedTxn(8, 1, 3, 4)]
+    assert log.read(0, 1 << 20, collect_aborted=True).aborted_transactions == [
+        AbortedTxn(8, 1, 3, 4)
+    ]
+    log.close()
+    again = open_log(tmp_path / "t-0", compact_config(), clock=clock, clean_shutdown=True)
+    assert again.all_aborted_txns() == [AbortedTxn(8, 1, 3, 4)]
+    again.close()
