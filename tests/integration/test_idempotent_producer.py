@@ -499,9 +499,9 @@ def test_retried_batches_are_not_duplicated(proxied, client: str) -> None:
             bootstrap, topic, count, base_ts, linger_ms=2, max_batch_size=4096, retry_backoff_ms=20
         )
     elif client == "kafkajs":
-        from tests.integration.test_transactions_clients import run_node, skip_without
+        from tests.integration.test_transactions_clients import require_client, run_node
 
-        skip_without(client)
+        require_client(client)
         result = run_node(
             dict(
                 scenario="idempotent",
