@@ -48,7 +48,9 @@ run: install
 	$(VENV)/bin/pybroker --config config/server.properties
 
 test: install-test
-	$(PY) -m pytest tests -q
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest tests -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 test-unit: install-test
 	$(PY) -m pytest tests/unit -q
