@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from pybroker.broker.txn.store import apply_image as apply_txn_image
 from pybroker.config.broker_config import BrokerConfig
 from pybroker.config.topic_config import TopicConfig
 from pybroker.replication.controller import LocalController
-from pybroker.replication.metadata import BrokerInfo
+from pybroker.replication.metadata import BrokerInfo, ClusterImage
 from pybroker.replication.producer_id_store import FILE_NAME as PRODUCER_ID_FILE
 from pybroker.replication.producer_id_store import LocalProducerIdStore
 from pybroker.replication.replica_manager import ReplicaManager
@@ -83,7 +84,7 @@ class Broker:
 
     # ------------------------------------------------------------------ state
     @property
-    def image(self):  # noqa: ANN201 - ClusterImage
+    def image(self) -> ClusterImage:
         assert self.controller is not None
         return self.controller.image
 
@@ -92,7 +93,7 @@ class Broker:
         overrides = info.configs if info else {}
         return TopicConfig(overrides=dict(overrides), defaults=self.topic_defaults)
 
-    def _apply_image(self, image) -> None:  # noqa: ANN001 - ClusterImage
+    def _apply_image(self, image: ClusterImage) -> None:
         self.replica_manager.apply_image(image)
         apply_groups_image(self.group_coordinator, image, self.node_id)
         # KIP-848 groups subscribed to a created, grown or deleted topic get a new epoch.
@@ -158,7 +159,7 @@ class Broker:
             self.image.cluster_id,
         )
 
-    async def _every(self, interval_ms: int, job) -> None:  # noqa: ANN001
+    async def _every(self, interval_ms: int, job: Callable[[], Awaitable[None]]) -> None:
         interval = max(interval_ms, 10) / 1000
         while True:
             await asyncio.sleep(interval)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pybroker.broker.clock import now_ms
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator, Record
+from pybroker.broker.internal_topic import read_batches
 from pybroker.protocol.errors import ErrorCode, KafkaError
 from pybroker.protocol.records import (
     CONTROL_ABORT,
@@ -22,7 +23,6 @@ from pybroker.protocol.records import (
     NewRecord,
     build_batch,
     decode_records,
-    iter_batches,
 )
 from pybroker.replication.metadata import ClusterImage, TopicInfo
 
@@ -88,65 +88,27 @@ class LogGroupStore:
         lg = self.broker.log_manager.get_log(OFFSETS_TOPIC, partition)
         if lg is None:
             return
-        chunk = max(self.broker.config.offsets_load_buffer_size, 65536)
-        offset = lg.log_start_offset
-        end = lg.log_end_offset
-        while offset < end:
-            info = lg.read(offset, chunk)
-            data = b"".join(s.read() for s in info.slices)
-            next_offset = offset
-            for pos, header in iter_batches(data):
-                next_offset = header.base_offset + header.last_offset_delta + 1
-                if header.base_offset + header.last_offset_delta < offset:
-                    continue
-                if header.is_control:
-                    records = decode_records(data, pos)
-                    key = records[0].key if records else None
-                    if key is not None and len(key) >= 4:
-                        kind = int.from_bytes(key[2:4], "big", signed=True)
-                        if kind in (CONTROL_ABORT, CONTROL_COMMIT):
-                            yield None, None, header.producer_id, kind == CONTROL_COMMIT
-                    continue
-                pid = header.producer_id if header.is_transactional else -1
-                for record in decode_records(data, pos):
-                    if record.offset >= offset:
-                        yield record.key, record.value, pid, None
-            if next_offset <= offset:
-                log.error("Cannot read %s-%d past offset %d", OFFSETS_TOPIC, partition, offset)
-                return
-            offset = next_offset
+        for data, pos, header, offset in read_batches(
+            lg, self.broker.config.offsets_load_buffer_size
+        ):
+            if header.is_control:
+                records = decode_records(data, pos)
+                key = records[0].key if records else None
+                if key is not None and len(key) >= 4:
+                    kind = int.from_bytes(key[2:4], "big", signed=True)
+                    if kind in (CONTROL_ABORT, CONTROL_COMMIT):
+                        yield None, None, header.producer_id, kind == CONTROL_COMMIT
+                continue
+            pid = header.producer_id if header.is_transactional else -1
+            for record in decode_records(data, pos):
+                if record.offset >= offset:
+                    yield record.key, record.value, pid, None
 
     def read(self, partition: int) -> Iterator[tuple[bytes | None, bytes | None]]:
-        lg = self.broker.log_manager.get_log(OFFSETS_TOPIC, partition)
-        if lg is None:
-            return
-        chunk = max(self.broker.config.offsets_load_buffer_size, 65536)
-        offset = lg.log_start_offset
-        end = lg.log_end_offset
-        while offset < end:
-            info = lg.read(offset, chunk)
-            data = b"".join(s.read() for s in info.slices)
-            next_offset = offset
-            for pos, header in iter_batches(data):
-                next_offset = header.base_offset + header.last_offset_delta + 1
-                if header.attributes & 0x20:  # control batch (transaction marker)
-                    continue
-                if header.attributes & 0x10:
-                    log.warning(
-                        "Skipping a transactional batch at offset %d of %s-%d: transactional "
-                        "offset commits are not supported yet",
-                        header.base_offset,
-                        OFFSETS_TOPIC,
-                        partition,
-                    )
-                    continue
-                for record in decode_records(data, pos):
-                    if record.offset >= offset:
-                        yield record.key, record.value
-            if next_offset <= offset:
-                log.error("Cannot read %s-%d past offset %d", OFFSETS_TOPIC, partition, offset)
-                return
-            offset = next_offset
+        """(key, value) of every non-transactional record (GroupStore protocol)."""
+        for key, value, pid, marker in self.read_entries(partition):
+            if marker is None and pid == -1:
+                yield key, value
 
 
 def offsets_topic_configs(broker: Broker) -> dict[str, str]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from pybroker.broker.clock import now_ms
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC
+from pybroker.broker.internal_topic import read_batches
 from pybroker.broker.txn.coordinator import TXN_STATE_TOPIC, Record, TransactionCoordinator
 from pybroker.broker.txn.metadata import TopicPartition
 from pybroker.protocol.errors import ErrorCode, KafkaError
@@ -27,7 +28,6 @@ from pybroker.protocol.records import (
     build_batch,
     build_control_batch,
     decode_records,
-    iter_batches,
 )
 from pybroker.replication.metadata import ClusterImage, TopicInfo
 
@@ -52,24 +52,13 @@ class LogTxnStore:
         lg = self.broker.log_manager.get_log(TXN_STATE_TOPIC, partition)
         if lg is None:
             return
-        chunk = max(self.broker.config.transaction_state_log_load_buffer_size, 65536)
-        offset = lg.log_start_offset
-        end = lg.log_end_offset
-        while offset < end:
-            info = lg.read(offset, chunk)
-            data = b"".join(s.read() for s in info.slices)
-            next_offset = offset
-            for pos, header in iter_batches(data):
-                next_offset = header.base_offset + header.last_offset_delta + 1
-                if header.is_control:
-                    continue
-                for record in decode_records(data, pos):
-                    if record.offset >= offset:
-                        yield record.key, record.value
-            if next_offset <= offset:
-                log.error("Cannot read %s-%d past offset %d", TXN_STATE_TOPIC, partition, offset)
-                return
-            offset = next_offset
+        chunk = self.broker.config.transaction_state_log_load_buffer_size
+        for data, pos, header, offset in read_batches(lg, chunk):
+            if header.is_control:
+                continue
+            for record in decode_records(data, pos):
+                if record.offset >= offset:
+                    yield record.key, record.value
 
 
 class LocalMarkerWriter:
