@@ -247,7 +247,8 @@ def bench_partitions(workdir: Path, topics: int, partitions: int) -> list[str]:
 
     def check(label: str) -> None:
         """Every partition has its one record; a sample is read back."""
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        # log_level 0: the broker restarts on purpose; librdkafka would log every reconnect.
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
         request = {
             TopicPartition(n, p): OffsetSpec.latest() for n in names for p in range(partitions)
         }
@@ -289,7 +290,8 @@ def bench_partitions(workdir: Path, topics: int, partitions: int) -> list[str]:
 
     try:
         broker.start()
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        # log_level 0: the broker restarts on purpose; librdkafka would log every reconnect.
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
         start = time.perf_counter()
         futures = admin.create_topics(
             [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names],
@@ -300,7 +302,9 @@ def bench_partitions(workdir: Path, topics: int, partitions: int) -> list[str]:
             f.result(600)
         note(f"create {total:,} partitions", time.perf_counter() - start)
 
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 20})
+        producer = Producer(
+            {"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 20, "log_level": 0}
+        )
         errors: list = []
         start = time.perf_counter()
         for n in names:
