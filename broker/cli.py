@@ -126,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("Cannot start: %s", exc)
         return 1
+    if config.zookeeper_connect:
+        # Never pretend to be a cluster member: replication is not built yet.
+        log.error(
+            "Cannot start: zookeeper.connect=%s asks for cluster mode, which pybroker does "
+            "not implement yet; unset it to run a single node",
+            config.zookeeper_connect,
+        )
+        return 1
     for notice in config.notices:
         log.info("%s", notice)
     for key in sorted(config.ignored):
