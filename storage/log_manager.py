@@ -153,7 +153,11 @@ class LogManager:
         high_watermarks, _ = d.read_checkpoint(REPLICATION_OFFSET_CHECKPOINT)
         if not rp_ok:
             clean = False  # recover everything from offset 0
-        log.info("Loading logs from %s (%s shutdown)", d.path, "clean" if clean else "unclean")
+        if not clean and not (d.path / RECOVERY_POINT_CHECKPOINT).exists():
+            log.info("Loading logs from %s (new log dir, or no checkpoints)", d.path)
+        else:
+            state = "clean" if clean else "unclean"
+            log.info("Loading logs from %s (%s shutdown)", d.path, state)
         for entry in sorted(os.scandir(d.path), key=lambda e: e.name):
             name = entry.name
             if not entry.is_dir():
