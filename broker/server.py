@@ -17,10 +17,11 @@ import pybroker.broker.handlers.all  # noqa: F401  (registers every handler)
 from pybroker.broker.clock import now_ms
 from pybroker.broker.groups.consumer_coordinator import ConsumerGroupConfig, ConsumerGroupManager
 from pybroker.broker.groups.coordinator import CoordinatorConfig, GroupCoordinator
-from pybroker.broker.groups.store import LogGroupStore, LoopScheduler
+from pybroker.broker.groups.store import LogGroupStore
 from pybroker.broker.groups.store import apply_image as apply_groups_image
 from pybroker.broker.log_cleaner import CleanerService
 from pybroker.broker.purgatory import FetchPurgatory
+from pybroker.broker.scheduling import LoopScheduler
 from pybroker.broker.txn.coordinator import TransactionCoordinator, TxnConfig
 from pybroker.broker.txn.producer_ids import ProducerIdManager
 from pybroker.broker.txn.store import LocalMarkerWriter, LogTxnStore

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from pybroker.broker.groups.append_errors import map_append_error
 from pybroker.broker.groups.assignors import (
     Assignor,
     MemberSpec,
@@ -165,22 +166,7 @@ class StoreFailure(KafkaError):
 
 def _store_error(code: ErrorCode) -> ErrorCode:
     """GroupCoordinatorService.handleOperationException for failed appends."""
-    if code in (
-        ErrorCode.unknown_topic_or_partition,
-        ErrorCode.not_enough_replicas,
-        ErrorCode.not_enough_replicas_after_append,
-        ErrorCode.request_timed_out,
-    ):
-        return ErrorCode.coordinator_not_available
-    if code in (ErrorCode.not_leader_or_follower, ErrorCode.kafka_storage_error):
-        return ErrorCode.not_coordinator
-    if code in (
-        ErrorCode.message_too_large,
-        ErrorCode.record_list_too_large,
-        ErrorCode.invalid_fetch_size,
-    ):
-        return ErrorCode.unknown_server_error
-    return code
+    return map_append_error(code, ErrorCode.unknown_server_error)
 
 
 def new_member_id() -> str:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pybroker.broker.groups.append_errors import map_append_error
 from pybroker.broker.groups.consumer_coordinator import ConsumerGroupManager
 from pybroker.broker.groups.consumer_group import ConsumerGroup
 from pybroker.broker.groups.consumer_records import CONSUMER_RECORD_TYPES
@@ -57,6 +58,7 @@ from pybroker.broker.groups.records import (
     java_string_length,
     partition_for,
 )
+from pybroker.broker.scheduling import Scheduler, TimerHandle
 from pybroker.protocol.errors import ErrorCode, KafkaError
 
 log = logging.getLogger(__name__)
@@ -66,14 +68,6 @@ OFFSETS_TOPIC = "__consumer_offsets"
 NEW_MEMBER_JOIN_TIMEOUT_MS = 5 * 60 * 1000
 
 Record = tuple[bytes, bytes | None]
-
-
-class TimerHandle(Protocol):
-    def cancel(self) -> None: ...
-
-
-class Scheduler(Protocol):
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle: ...
 
 
 class GroupStore(Protocol):
@@ -130,30 +124,12 @@ class ListedGroup:
 
 def _commit_error(code: ErrorCode) -> ErrorCode:
     """GroupMetadataManager's mapping of append errors for offset commits."""
-    if code in (
-        ErrorCode.unknown_topic_or_partition,
-        ErrorCode.not_enough_replicas,
-        ErrorCode.not_enough_replicas_after_append,
-        ErrorCode.request_timed_out,
-    ):
-        return ErrorCode.coordinator_not_available
-    if code in (ErrorCode.not_leader_or_follower, ErrorCode.kafka_storage_error):
-        return ErrorCode.not_coordinator
-    if code in (
-        ErrorCode.message_too_large,
-        ErrorCode.record_list_too_large,
-        ErrorCode.invalid_fetch_size,
-    ):
-        return ErrorCode.invalid_commit_offset_size
-    return code
+    return map_append_error(code, ErrorCode.invalid_commit_offset_size)
 
 
 def _group_store_error(code: ErrorCode) -> ErrorCode:
     """The same mapping for group metadata writes (too large is a server error there)."""
-    mapped = _commit_error(code)
-    if mapped == ErrorCode.invalid_commit_offset_size:
-        return ErrorCode.unknown_server_error
-    return mapped
+    return map_append_error(code, ErrorCode.unknown_server_error)
 
 
 class GroupCoordinator:

@@ -8,10 +8,9 @@ the way Kafka's auto-creation does, on the first FindCoordinator.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from pybroker.broker.clock import now_ms
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator, Record
@@ -30,13 +29,6 @@ if TYPE_CHECKING:
     from pybroker.broker.server import Broker
 
 log = logging.getLogger(__name__)
-
-
-class LoopScheduler:
-    """Timers on the running event loop (the broker's)."""
-
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Any:
-        return asyncio.get_running_loop().call_later(delay, callback, *args)
 
 
 class LogGroupStore:

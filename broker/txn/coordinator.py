@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pybroker.broker.groups.records import partition_for
+from pybroker.broker.scheduling import Scheduler, TimerHandle
 from pybroker.broker.txn.metadata import (
     NO_PRODUCER_EPOCH,
     NO_PRODUCER_ID,
@@ -65,14 +66,6 @@ TXN_STATE_TOPIC = "__transaction_state"
 MARKER_RETRY_BACKOFF_MS = 100
 S = TxnState
 Record = tuple[bytes, bytes | None]
-
-
-class TimerHandle(Protocol):
-    def cancel(self) -> None: ...
-
-
-class Scheduler(Protocol):
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle: ...
 
 
 class TxnStore(Protocol):
