@@ -1,17 +1,21 @@
-"""Reading an internal topic partition back, batch by batch, to rebuild coordinator state.
+"""Writing to and replaying the coordinators' internal topic partitions.
 
-The group and transaction coordinators both replay their partitions of
-``__consumer_offsets`` / ``__transaction_state`` at start-up; this is the one loop that
-walks a log from its start offset to its end in bounded chunks.
+The group and transaction coordinators both append their records to, and at start-up
+replay, their partitions of ``__consumer_offsets`` / ``__transaction_state``; these are the
+one append path and the one loop that walks a log from its start to its end in chunks.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
-from pybroker.protocol.records import BatchHeader, iter_batches
+from pybroker.broker.clock import now_ms
+from pybroker.protocol.records import BatchHeader, NewRecord, build_batch, iter_batches
+from pybroker.replication.replica_manager import ReplicaManager
 from pybroker.storage.log import Log
+
+Record = tuple[bytes, bytes | None]
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +42,14 @@ def read_batches(lg: Log, chunk_bytes: int) -> Iterator[tuple[bytes, int, BatchH
             log.error("Cannot read %s-%d past offset %d", lg.topic, lg.partition, offset)
             return
         offset = next_offset
+
+
+def append_records(
+    rm: ReplicaManager, topic: str, partition: int, records: Sequence[Record]
+) -> None:
+    """Append (key, value) records as one batch with acks=all; KafkaError as a produce."""
+    if not records:
+        return
+    ts = now_ms()
+    batch = build_batch([NewRecord(k, v, timestamp=ts) for k, v in records])
+    rm.append(topic, partition, bytearray(batch), -1)

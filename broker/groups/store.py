@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pybroker.broker.clock import now_ms
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator, Record
-from pybroker.broker.internal_topic import read_batches
+from pybroker.broker.internal_topic import append_records, read_batches
 from pybroker.protocol.errors import ErrorCode, KafkaError
 from pybroker.protocol.records import (
     CONTROL_ABORT,
@@ -36,11 +36,7 @@ class LogGroupStore:
         self.broker = broker
 
     def append(self, partition: int, records: Sequence[Record]) -> None:
-        if not records:
-            return
-        ts = now_ms()
-        batch = build_batch([NewRecord(k, v, timestamp=ts) for k, v in records])
-        self.broker.replica_manager.append(OFFSETS_TOPIC, partition, bytearray(batch), -1)
+        append_records(self.broker.replica_manager, OFFSETS_TOPIC, partition, records)
 
     def append_transactional(
         self,

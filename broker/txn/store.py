@@ -19,13 +19,11 @@ from typing import TYPE_CHECKING
 
 from pybroker.broker.clock import now_ms
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC
-from pybroker.broker.internal_topic import read_batches
+from pybroker.broker.internal_topic import append_records, read_batches
 from pybroker.broker.txn.coordinator import TXN_STATE_TOPIC, Record, TransactionCoordinator
 from pybroker.broker.txn.metadata import TopicPartition
 from pybroker.protocol.errors import ErrorCode, KafkaError
 from pybroker.protocol.records import (
-    NewRecord,
-    build_batch,
     build_control_batch,
     decode_records,
 )
@@ -42,11 +40,7 @@ class LogTxnStore:
         self.broker = broker
 
     def append(self, partition: int, records: Sequence[Record]) -> None:
-        if not records:
-            return
-        ts = now_ms()
-        batch = build_batch([NewRecord(k, v, timestamp=ts) for k, v in records])
-        self.broker.replica_manager.append(TXN_STATE_TOPIC, partition, bytearray(batch), -1)
+        append_records(self.broker.replica_manager, TXN_STATE_TOPIC, partition, records)
 
     def read(self, partition: int) -> Iterator[tuple[bytes | None, bytes | None]]:
         lg = self.broker.log_manager.get_log(TXN_STATE_TOPIC, partition)
