@@ -4,6 +4,13 @@ Requests on a connection are handled one at a time in arrival order, as Kafka do
 mutes a channel until its response is sent), so responses leave in request order without
 any reordering buffer. Record slices in Fetch responses go out with os.sendfile once the
 transport's own buffer has drained, so the bytes never enter Python.
+
+Reading is bounded three ways, Kafka's way: a request takes memory from the shared pool
+(queued.max.request.bytes) when its size prefix arrives and a slot in the shared request
+queue (queued.max.requests) when it is complete; each connection also reads ahead at most
+MAX_QUEUED_FRAMES requests and socket.request.max.bytes of them. When any bound is hit
+the connection stops reading (TCP pushes back on the client) and resumes when there is
+room again; nothing is dropped.
 """
 
 from __future__ import annotations
@@ -12,13 +19,15 @@ import asyncio
 import logging
 import os
 import socket
-import struct
+import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pybroker.broker.connection_limits import NetworkContext
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.api_versions import invalid_request_body, unsupported_version_body
-from pybroker.broker.handlers.registry import REGISTRY
+from pybroker.broker.handlers.registry import REGISTRY, ApiSpec
 from pybroker.protocol.codec import (
     FrameError,
     decode_request_body,
@@ -27,13 +36,13 @@ from pybroker.protocol.codec import (
     response_header_flexible,
 )
 from pybroker.protocol.fetch_encoder import EncodedResponse
+from pybroker.protocol.frames import SIZE_PREFIX, peek_frame_size, response_prefix
 
 if TYPE_CHECKING:
     from pybroker.broker.server import Broker
 
 log = logging.getLogger(__name__)
 
-_SIZE = struct.Struct(">i")
 MAX_QUEUED_FRAMES = 64
 WRITE_BUFFER_PAUSE = 4 * 1024 * 1024
 COPY_CHUNK = 1024 * 1024
@@ -44,20 +53,38 @@ class CloseConnection(Exception):
 
 
 class KafkaConnection(asyncio.Protocol):
-    def __init__(self, broker: Broker) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        network: NetworkContext,
+        *,
+        registry: Mapping[int, ApiSpec] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.broker = broker
-        self.max_request = broker.config.socket_request_max_bytes
+        self.network = network
+        self.budget = network.budget
+        self.max_request = network.max_request_bytes
+        self.registry = REGISTRY if registry is None else registry
+        self._on_close = on_close
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self._buf = bytearray()
-        self._frames: deque[bytearray | None] = deque()
+        self._frames: deque[bytearray] = deque()
+        self._queued_bytes = 0  # bytes of the frames in _frames
+        self._reserved: int | None = None  # pool bytes taken for the frame at the head of _buf
+        self._blocked = False  # the next frame waits for room; reading is paused
+        self._eof = False
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
         self._closing = False
+        self._lost = False
         self._paused_reading = False
         self._task: asyncio.Task[None] | None = None
         self._in_flight = False
+        self._current: tuple[str, int, int] | None = None  # (API name, version, correlation id)
+        self.last_active = time.monotonic()
         self.sock_fd = -1
 
     # ------------------------------------------------------------ transport events
@@ -75,14 +102,28 @@ class KafkaConnection(asyncio.Protocol):
         # Pause as soon as anything is buffered, so "drained" means the buffer is empty:
         # os.sendfile must never overtake bytes still queued in the transport.
         transport.set_write_buffer_limits(high=0, low=0)
-        self.broker.connections.add(self)
+        self.network.connections.add(self)
         self._task = asyncio.get_running_loop().create_task(self._process())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._drained.set()
         self._wakeup.set()
-        self.broker.connections.discard(self)
+        if self._lost:
+            return
+        self._lost = True
+        self.network.connections.discard(self)
+        # Give back what the unhandled requests held; the one in flight returns its own.
+        self.budget.cancel(self)
+        queued, held = len(self._frames), self._queued_bytes + (self._reserved or 0)
+        self._frames.clear()
+        self._buf.clear()
+        self._queued_bytes = 0
+        self._reserved = None
+        self.budget.dequeue(queued)
+        self.budget.release(held)
+        if self._on_close is not None:
+            self._on_close()
 
     def pause_writing(self) -> None:
         self._drained.clear()
@@ -91,45 +132,86 @@ class KafkaConnection(asyncio.Protocol):
         self._drained.set()
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
-        pos = 0
-        n = len(buf)
-        frames = self._frames
-        while n - pos >= 4:
-            size = _SIZE.unpack_from(buf, pos)[0]
-            if size < 0 or size > self.max_request:
-                log.warning(
-                    "Closing connection from %s: request size %d is outside [0, %d] "
-                    "(socket.request.max.bytes)",
-                    self.peer,
-                    size,
-                    self.max_request,
-                )
-                self.close()
-                return
-            end = pos + 4 + size
-            if end > n:
-                break
-            frames.append(buf[pos + 4 : end])
-            pos = end
-        if pos:
-            del buf[:pos]
-            self._wakeup.set()
-            if len(frames) >= MAX_QUEUED_FRAMES and not self._paused_reading and self.transport:
-                self._paused_reading = True
-                self.transport.pause_reading()
+        self._buf += data
+        self.last_active = time.monotonic()
+        self._admit()
 
     def eof_received(self) -> bool | None:
-        # The client half-closed: finish queued requests, then close.
-        self._frames.append(None)
+        # The client half-closed: finish the requests it sent, then close.
+        self._eof = True
         self._wakeup.set()
         return True
 
+    # ------------------------------------------------------------ admission
+    def _admit(self) -> None:
+        """Move complete frames from the read buffer to the queue while every bound allows."""
+        if self._closing:
+            return
+        buf = self._buf
+        frames = self._frames
+        pos = 0
+        blocked = False
+        while (size := peek_frame_size(buf, pos)) is not None:
+            if self._reserved is None:
+                if size < 0 or size > self.max_request:
+                    log.warning(
+                        "Closing connection from %s: request size %d is outside [0, %d] "
+                        "(socket.request.max.bytes)",
+                        self.peer,
+                        size,
+                        self.max_request,
+                    )
+                    self.close()
+                    return
+                if len(frames) >= MAX_QUEUED_FRAMES or (
+                    frames and self._queued_bytes + size > self.max_request
+                ):
+                    blocked = True  # this connection's own read-ahead: _process makes room
+                    break
+                if not self.budget.try_allocate(size):
+                    blocked = True
+                    self.budget.wait(self, self._admit)
+                    break
+                self._reserved = size
+            end = pos + SIZE_PREFIX + size
+            if end > len(buf):
+                break  # the body is still on its way: keep reading into reserved memory
+            if not self.budget.try_queue():
+                blocked = True
+                self.budget.wait(self, self._admit)
+                break
+            frames.append(buf[pos + SIZE_PREFIX : end])
+            self._queued_bytes += size
+            self._reserved = None
+            pos = end
+        if pos:
+            del buf[:pos]
+        if pos or (self._blocked and not blocked):
+            self._wakeup.set()
+        self._blocked = blocked
+        self._set_reading(not blocked)
+
+    def _set_reading(self, on: bool) -> None:
+        transport = self.transport
+        if transport is None or self._closing or on != self._paused_reading:
+            return
+        self._paused_reading = not on
+        if on:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+
+    # ------------------------------------------------------------ state
     @property
     def busy(self) -> bool:
         """A request is being handled or waits in the queue (shutdown lets these finish)."""
         return self._in_flight or bool(self._frames)
+
+    def idle_ms(self, now: float) -> float:
+        """How long nothing has happened here; 0 while a request is queued or in flight."""
+        if self._in_flight or self._frames or self._blocked:
+            return 0.0
+        return (now - self.last_active) * 1000
 
     def close(self) -> None:
         if self._closing:
@@ -145,22 +227,26 @@ class KafkaConnection(asyncio.Protocol):
         try:
             while not self._closing:
                 if not frames:
+                    if self._eof and not self._blocked:  # everything the client sent is done
+                        self.close()
+                        return
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
                 frame = frames.popleft()
-                if self._paused_reading and len(frames) < MAX_QUEUED_FRAMES // 2:
-                    self._paused_reading = False
-                    if self.transport is not None:
-                        self.transport.resume_reading()
-                if frame is None:  # the client half-closed and everything before is done
-                    self.close()
-                    return
+                size = len(frame)
+                self._queued_bytes -= size
+                self.budget.dequeue()
+                self._admit()  # room in this connection's read-ahead
                 self._in_flight = True
+                self._current = None
                 try:
                     await self._handle(frame)
                 finally:
+                    del frame
                     self._in_flight = False
+                    self.last_active = time.monotonic()
+                    self.budget.release(size)
                 if self.transport is not None and (
                     self.transport.get_write_buffer_size() > WRITE_BUFFER_PAUSE
                 ):
@@ -171,9 +257,26 @@ class KafkaConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             self.close()
             raise
-        except Exception:
-            log.exception("Closing connection from %s after an unexpected error", self.peer)
-            self.close()
+        except Exception as exc:
+            self._dispatch_failed(exc)
+
+    def _dispatch_failed(self, exc: Exception) -> None:
+        """The dispatch guard: a bug met by one request costs that connection, nothing more."""
+        self.network.stats.handler_errors += 1
+        if self._current is not None:
+            name, version, correlation_id = self._current
+            what = f"{name} v{version} (correlation id {correlation_id})"
+        else:
+            what = "no request"
+        log.error(
+            "Closing connection from %s after an unexpected error in %s: %s: %s",
+            self.peer,
+            what,
+            type(exc).__name__,
+            exc,
+        )
+        log.debug("Traceback of the error above (connection from %s)", self.peer, exc_info=exc)
+        self.close()
 
     async def _handle(self, frame: bytearray) -> None:
         view = memoryview(frame).toreadonly()  # kio refuses writable buffers
@@ -181,9 +284,10 @@ class KafkaConnection(asyncio.Protocol):
             header = parse_request_header(view)
         except FrameError as exc:
             raise CloseConnection(f"malformed request header: {exc}") from None
-        spec = REGISTRY.get(header.api_key)
+        spec = self.registry.get(header.api_key)
         if spec is None:
             raise CloseConnection(f"unknown API key {header.api_key}")
+        self._current = (spec.name, header.api_version, header.correlation_id)
         ctx = RequestContext(header, self.peer, self.broker)
         if not spec.min_version <= header.api_version <= spec.max_version:
             if header.api_key == 18:  # ApiVersions answers any version (KIP-511)
@@ -202,7 +306,9 @@ class KafkaConnection(asyncio.Protocol):
                     header.correlation_id, False, invalid_request_body(header.api_version)
                 )
                 return
-            raise CloseConnection(f"malformed {spec.name} v{header.api_version}: {exc}") from None
+            raise CloseConnection(
+                f"malformed {spec.name} (key {header.api_key}) v{header.api_version}: {exc}"
+            ) from None
         del view
         result = await spec.handler(ctx, body)
         if result is None or self._closing:
@@ -216,15 +322,10 @@ class KafkaConnection(asyncio.Protocol):
             self._write_body(header.correlation_id, flexible, encode_body(result))
 
     # ------------------------------------------------------------ writing
-    def _header(self, correlation_id: int, flexible: bool, body_size: int) -> bytes:
-        head_len = 5 if flexible else 4
-        out = _SIZE.pack(head_len + body_size) + _SIZE.pack(correlation_id)
-        return out + b"\x00" if flexible else out
-
     def _write_body(self, correlation_id: int, flexible: bool, body: bytes | bytearray) -> None:
         if self.transport is None or self._closing:
             return
-        self.transport.write(self._header(correlation_id, flexible, len(body)) + body)
+        self.transport.write(response_prefix(correlation_id, flexible, len(body)) + body)
 
     async def _write_parts(
         self, correlation_id: int, flexible: bool, resp: EncodedResponse
@@ -232,7 +333,7 @@ class KafkaConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        pending = bytearray(self._header(correlation_id, flexible, resp.size))
+        pending = bytearray(response_prefix(correlation_id, flexible, resp.size))
         for part in resp.parts:
             if isinstance(part, (bytes, bytearray)):
                 pending += part

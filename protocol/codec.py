@@ -23,7 +23,6 @@ from kio.serial.errors import DecodeError
 from pybroker.protocol.errors import ErrorCode
 
 _HEADER = struct.Struct(">hhih")
-_INT32 = struct.Struct(">i")
 
 
 class FrameError(Exception):
@@ -134,11 +133,24 @@ def _writer(cls: type) -> Any:
     return entity_writer(cls)
 
 
+@cache
+def _validator(cls: type) -> Any:
+    # Imported late: validate imports FrameError from here.
+    from pybroker.protocol.validate import validator
+
+    return validator(cls)
+
+
 def decode_request_body(api_key: int, version: int, frame: memoryview, pos: int) -> Any:
-    """Decode the body that starts at ``pos`` and must end exactly at the frame's end."""
+    """Decode the body that starts at ``pos``; bytes after its end are ignored.
+
+    The body is validated first: kio's native reader aborts the process on a declared
+    count that does not fit in the frame (see protocol/validate.py).
+    """
     cls = request_type(api_key, version)
     if cls is None:
         raise FrameError(f"no schema for api {api_key} v{version}")
+    _validator(cls)(frame, pos)
     try:
         body, size = _reader(cls)(frame, pos)
     except DecodeError as exc:
@@ -150,6 +162,7 @@ def decode_request_body(api_key: int, version: int, frame: memoryview, pos: int)
         from pybroker.protocol.tagged import strip_unknown_tags
 
         stripped = memoryview(strip_unknown_tags(cls, frame[pos:])).toreadonly()
+        _validator(cls)(stripped, 0)  # cheap, rare: kio must only see checked bytes
         try:
             body, size = _reader(cls)(stripped, 0)
         except (DecodeError, KeyError, ValueError, TypeError, OverflowError) as again:
@@ -170,12 +183,6 @@ def encode_body(body: Any) -> bytes:
 def response_header_flexible(api_key: int, version: int) -> bool:
     """Response header v1 for flexible versions, except ApiVersions (always v0, KIP-511)."""
     return api_key != 18 and is_flexible(api_key, version)
-
-
-def frame_response(correlation_id: int, flexible_header: bool, body: bytes) -> bytes:
-    """Size prefix + response header + body."""
-    header = _INT32.pack(correlation_id) + (b"\x00" if flexible_header else b"")
-    return _INT32.pack(len(header) + len(body)) + header + body
 
 
 # ---------------------------------------------------------------------------------------

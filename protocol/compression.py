@@ -29,7 +29,7 @@ import cramjam
 import lz4.frame
 import zstandard
 
-from pybroker.protocol.errors import CorruptRecordError
+from pybroker.protocol.errors import CorruptRecordError, ErrorCode
 
 __all__ = [
     "NONE",
@@ -52,6 +52,20 @@ CODEC_NAMES: dict[int, str] = {
     LZ4: "lz4",
     ZSTD: "zstd",
 }
+
+#: A produced batch may decompress to at most this many times the topic's
+#: max.message.bytes (64 MiB at the default) where the broker has to decompress it
+#: (compacted topics check keys). Kafka streams records and has no bound; we hold a
+#: batch in memory, so a few KB of zeros must not become gigabytes (a compression bomb).
+MAX_DECOMPRESSION_RATIO = 64
+
+
+class DecompressedTooLargeError(CorruptRecordError):
+    """Decompression would exceed its bound: MESSAGE_TOO_LARGE, so that producers
+    split the batch (the Java client does) rather than treat it as corrupt."""
+
+    code = ErrorCode.message_too_large
+
 
 #: Upper bound on one batch's decompressed records section unless the caller says
 #: otherwise. Far above anything a producer builds (batch.size defaults to 16 KiB in
@@ -139,7 +153,7 @@ def decompress(
     ) as exc:
         raise CorruptRecordError(f"{CODEC_NAMES[codec]} decompression failed: {exc}") from exc
     if limit >= 0 and len(out) > limit:
-        raise CorruptRecordError(_too_large(codec, limit))
+        raise DecompressedTooLargeError(_too_large(codec, limit))
     return out
 
 
@@ -161,7 +175,7 @@ def _gzip_decompress(data: bytes | bytearray | memoryview, limit: int) -> bytes:
             out.append(chunk)
             total += len(chunk)
             if limit >= 0 and total > limit:
-                raise CorruptRecordError(_too_large(GZIP, limit))
+                raise DecompressedTooLargeError(_too_large(GZIP, limit))
             if d.eof or not d.unconsumed_tail:
                 break
             chunk_in = d.unconsumed_tail
@@ -178,7 +192,7 @@ def _snappy_raw_decompress(
     """Decode one raw snappy block once its declared size fits the ``remaining`` budget."""
     declared = _snappy_declared_size(block)
     if remaining >= 0 and declared > remaining:
-        raise CorruptRecordError(_too_large(SNAPPY, limit))
+        raise DecompressedTooLargeError(_too_large(SNAPPY, limit))
     return bytes(cramjam.snappy.decompress_raw(block))
 
 
@@ -248,7 +262,7 @@ def _lz4_decompress(data: bytes | bytearray | memoryview, limit: int) -> bytes:
             out.append(chunk)
             total += len(chunk)
             if limit >= 0 and total > limit:
-                raise CorruptRecordError(_too_large(LZ4, limit))
+                raise DecompressedTooLargeError(_too_large(LZ4, limit))
             if d.eof or d.needs_input:
                 break
             chunk_in = b""
@@ -302,7 +316,7 @@ def _zstd_decompress(data: bytes | bytearray | memoryview, limit: int) -> bytes:
             out.append(chunk)
             total += len(chunk)
             if limit >= 0 and total > limit:
-                raise CorruptRecordError(_too_large(ZSTD, limit))
+                raise DecompressedTooLargeError(_too_large(ZSTD, limit))
             if d.eof:
                 pos -= len(d.unused_data)
                 break

@@ -1,19 +1,19 @@
 """Single-node metadata store: the cluster image as one JSON file in the first log dir.
 
-Written atomically (temp file, fsync, rename, fsync dir) so a crash leaves either the old
-or the new image, never a torn one.
+Written with ``storage.fileio.write_atomic`` (temp file, fsync, rename, fsync dir) so a crash
+leaves either the old or the new image, never a torn one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 from pybroker.replication.metadata import BrokerInfo, ClusterImage, PartitionState, TopicInfo
+from pybroker.storage.fileio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +42,7 @@ class LocalMetadataStore:
             raise RuntimeError(f"cluster metadata file {self.path} is corrupt: {exc}") from exc
 
     def save(self, image: ClusterImage) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        data = json.dumps(_encode(image), indent=1, sort_keys=True).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.path, json.dumps(_encode(image), indent=1, sort_keys=True).encode())
 
 
 def _encode(image: ClusterImage) -> dict[str, Any]:

@@ -3,21 +3,20 @@
 Formats are byte-for-byte Kafka's so a log dir stays inspectable with Kafka's tools:
 offset checkpoints are ``0\\n<count>\\n<topic> <partition> <offset>\\n...``, the leader
 epoch checkpoint ``0\\n<count>\\n<epoch> <start offset>\\n...`` and partition.metadata
-``version: 0\\ntopic_id: <base64url uuid>``. Every write is atomic: a temp file, fsync,
-rename over the old file, fsync of the directory. Parsers are strict and raise
-CorruptCheckpointError; callers log it and treat the file as absent.
+``version: 0\\ntopic_id: <base64url uuid>``. Every write is atomic (``fileio.write_atomic``:
+a temp file, fsync, rename over the old file, fsync of the directory). Parsers are strict and
+raise CorruptCheckpointError; callers log it and treat the file as absent.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pybroker.storage.errors import CorruptCheckpointError
+from pybroker.storage.fileio import write_atomic
 
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
@@ -27,37 +26,6 @@ PARTITION_METADATA = "partition.metadata"
 CLEAN_SHUTDOWN_MARKER = ".kafka_cleanshutdown"
 
 TopicPartition = tuple[str, int]
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or file creation in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: str | bytes, *, sync: bool = True) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves either the old or the new file.
-
-    ``sync=False`` skips both fsyncs: the new file survives a process crash but maybe not
-    a power loss (for hot-path writes whose durable copy a later flush makes)."""
-    raw = data.encode() if isinstance(data, str) else data
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(raw)
-        while view:
-            view = view[os.write(fd, view) :]
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if sync:
-        with contextlib.suppress(OSError):
-            fsync_dir(path.parent)
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -111,7 +79,7 @@ def read_offset_checkpoint(path: Path) -> dict[TopicPartition, int]:
 
 def write_offset_checkpoint(path: Path, offsets: Mapping[TopicPartition, int]) -> None:
     lines = [f"{t} {p} {o}\n" for (t, p), o in offsets.items()]
-    write_atomic(path, f"0\n{len(lines)}\n" + "".join(lines))
+    write_atomic(path, f"0\n{len(lines)}\n{''.join(lines)}".encode())
 
 
 def read_epoch_checkpoint(path: Path) -> list[tuple[int, int]]:
@@ -133,7 +101,7 @@ def write_epoch_checkpoint(
     path: Path, entries: Iterable[tuple[int, int]], *, sync: bool = True
 ) -> None:
     lines = [f"{e} {o}\n" for e, o in entries]
-    write_atomic(path, f"0\n{len(lines)}\n" + "".join(lines), sync=sync)
+    write_atomic(path, f"0\n{len(lines)}\n{''.join(lines)}".encode(), sync=sync)
 
 
 def topic_id_to_str(topic_id: uuid.UUID) -> str:
@@ -167,4 +135,4 @@ def read_partition_metadata(path: Path) -> uuid.UUID | None:
 
 
 def write_partition_metadata(path: Path, topic_id: uuid.UUID) -> None:
-    write_atomic(path, f"version: 0\ntopic_id: {topic_id_to_str(topic_id)}")
+    write_atomic(path, f"version: 0\ntopic_id: {topic_id_to_str(topic_id)}".encode())

@@ -66,11 +66,11 @@ from pybroker.protocol.records import (
 )
 from pybroker.storage.checkpoints import (
     TopicPartition,
-    fsync_dir,
     read_offset_checkpoint,
     write_offset_checkpoint,
 )
 from pybroker.storage.errors import CorruptCheckpointError
+from pybroker.storage.fileio import fsync_dir
 from pybroker.storage.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_name
 
 if TYPE_CHECKING:

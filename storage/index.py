@@ -33,6 +33,7 @@ from array import array
 from pathlib import Path
 
 from pybroker.storage.errors import CorruptIndexError
+from pybroker.storage.fileio import fsync_path
 from pybroker.storage.handles import HandleCache
 
 log = logging.getLogger(__name__)
@@ -253,14 +254,7 @@ class _Index:
 
     def fsync(self) -> None:
         """Durably write the index; opens by path so it is safe from a flush thread."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(self.path)
 
     def close(self) -> None:
         """Trim (if active) and unmap."""

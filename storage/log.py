@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pybroker.config.topic_config import TopicConfig
+from pybroker.protocol.compression import MAX_DECOMPRESSION_RATIO
 from pybroker.protocol.errors import (
     CorruptRecordError,
     InvalidRecordError,
@@ -40,7 +41,6 @@ from pybroker.protocol.records import (
 from pybroker.storage.checkpoints import (
     LEADER_EPOCH_CHECKPOINT,
     PARTITION_METADATA,
-    fsync_dir,
     read_partition_metadata,
     write_partition_metadata,
 )
@@ -54,6 +54,7 @@ from pybroker.storage.errors import (
     UnexpectedAppendOffsetError,
 )
 from pybroker.storage.file_slice import FileSlice
+from pybroker.storage.fileio import fsync_dir
 from pybroker.storage.handles import Handles, default_handles
 from pybroker.storage.producer_state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
@@ -575,8 +576,9 @@ class Log:
     def _check_keys(self, payload: bytearray, batches: int) -> None:
         """Compacted topics reject records without a key (Kafka's INVALID_RECORD)."""
         pos = 0
+        limit = MAX_DECOMPRESSION_RATIO * self.config.max_message_bytes
         for _ in range(batches):
-            records = decode_records(payload, pos)
+            records = decode_records(payload, pos, max_size=limit)
             if any(r.key is None for r in records):
                 raise InvalidRecordError(
                     f"Compacted topic cannot accept message without key in topic partition "

@@ -26,12 +26,11 @@ from pybroker.storage.checkpoints import (
     RECOVERY_POINT_CHECKPOINT,
     REPLICATION_OFFSET_CHECKPOINT,
     TopicPartition,
-    fsync_dir,
     read_offset_checkpoint,
-    write_atomic,
     write_offset_checkpoint,
 )
 from pybroker.storage.errors import CorruptCheckpointError, LogDirLockedError
+from pybroker.storage.fileio import fsync_dir, write_atomic
 from pybroker.storage.handles import DEFAULT_MAX_MAPPED_INDEXES, DEFAULT_MAX_OPEN_FILES, Handles
 from pybroker.storage.log import Log, log_dir_name, parse_log_dir_name, wall_ms
 from pybroker.storage.producer_state import DEFAULT_PRODUCER_ID_EXPIRATION_MS

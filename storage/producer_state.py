@@ -81,7 +81,7 @@ from pybroker.protocol.records import (
     BatchHeader,
     decode_records,
 )
-from pybroker.storage.checkpoints import fsync_dir
+from pybroker.storage.fileio import fsync_dir, fsync_path, write_atomic
 
 if TYPE_CHECKING:
     from pybroker.storage.segment import LogSegment
@@ -695,22 +695,8 @@ class ProducerStateManager:
         path = None
         if offset > self.last_snap_offset:
             path = self._path(offset)
-            tmp = path.with_name(path.name + ".tmp")
-            data = encode_snapshot(self.producers.values())
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if sync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            if sync:
-                with contextlib.suppress(OSError):
-                    fsync_dir(self.dir)
-            else:
+            write_atomic(path, encode_snapshot(self.producers.values()), sync=sync)
+            if not sync:
                 with self._unflushed_lock:
                     self._unflushed.append(path)
             if offset not in self._snapshots:
@@ -729,14 +715,7 @@ class ProducerStateManager:
         if not paths:
             return
         for path in paths:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(path)
         with contextlib.suppress(OSError):
             fsync_dir(self.dir)
 

@@ -30,6 +30,7 @@ from pybroker.protocol.records import (
 )
 from pybroker.storage.errors import CorruptIndexError
 from pybroker.storage.file_slice import FileSlice, SegmentFile
+from pybroker.storage.fileio import fsync_path
 from pybroker.storage.handles import Handles
 from pybroker.storage.index import OffsetIndex, TimeIndex
 from pybroker.storage.txn_index import TXN_INDEX_SUFFIX, TransactionIndex
@@ -618,15 +619,8 @@ class LogSegment:
         f = self._file
         if f is not None and not f.closed:
             os.fsync(f.fd)
-        else:
-            try:
-                fd = os.open(self.log_path, os.O_RDONLY)
-            except FileNotFoundError:
-                return
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        elif not fsync_path(self.log_path):
+            return
         self.offset_index.fsync()
         self.time_index.fsync()
         self.txn_index.fsync()

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pybroker.storage.errors import CorruptIndexError
+from pybroker.storage.fileio import fsync_path, write_atomic
 
 TXN_INDEX_SUFFIX = ".txnindex"
 ABORTED_TXN_VERSION = 0
@@ -150,17 +151,7 @@ class TransactionIndex:
         if not new:
             self.delete()
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0))
-        try:
-            data = encode_entries(new)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, encode_entries(new))
         self._entries = new
         self._dirty = False
 
@@ -200,14 +191,7 @@ class TransactionIndex:
         if not self._dirty:
             return
         self._dirty = False
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(self.path)
 
 
 __all__ = [

@@ -1253,6 +1253,15 @@ class GroupCoordinator:
                 group.validate_offset_commit(member_id, group_instance_id, generation_id)
         except KafkaError as exc:
             return [exc.code] * len(entries)
+        member = group.members.get(member_id) if isinstance(group, ClassicGroup) else None
+        if member is not None and group.state in (
+            GroupState.STABLE,
+            GroupState.PREPARING_REBALANCE,
+        ):
+            # Kafka's OffsetMetadataManager.commitOffset: a classic member's commit keeps
+            # its session alive, as a heartbeat does (a member committing before it
+            # rejoins is not expired meanwhile).
+            self._schedule_heartbeat(group, member, member.session_timeout_ms)
         now = self.clock()
         errors: list[ErrorCode] = []
         records: list[Record] = []
@@ -1561,7 +1570,12 @@ class GroupCoordinator:
         except KafkaError as exc:
             if created:
                 del self.groups[group_id]
-            return [exc.code] * len(entries)
+            # OffsetMetadataManager.validateTransactionalOffsetCommit: a KIP-848 member's
+            # stale epoch is ILLEGAL_GENERATION to a transactional producer.
+            code = exc.code
+            if code == ErrorCode.stale_member_epoch:
+                code = ErrorCode.illegal_generation
+            return [code] * len(entries)
         now = self.clock()
         errors: list[ErrorCode] = []
         records: list[Record] = []

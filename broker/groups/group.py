@@ -392,7 +392,8 @@ class ClassicGroup:
 
     # ------------------------------------------------------------------ validation
     def validate_member(self, member_id: str, instance_id: str | None) -> ErrorCode | None:
-        """Kafka's validateCurrentMember: a static id must map to ``member_id``."""
+        """Kafka's ClassicGroup.validateMember: a static id must map to ``member_id``, and
+        the member must be in the group."""
         if instance_id is not None:
             current = self.static_members.get(instance_id)
             if current is None:
@@ -406,7 +407,6 @@ class ClassicGroup:
                     current,
                 )
                 return ErrorCode.fenced_instance_id
-            return None
         if member_id not in self.members:
             return ErrorCode.unknown_member_id
         return None
@@ -419,9 +419,13 @@ class ClassicGroup:
         *,
         transactional: bool = False,
     ) -> None:
-        """ClassicGroup.validateOffsetCommit; raises KafkaError with the group error.
-        ``transactional`` (TxnOffsetCommit): a commit without member id or generation is
-        accepted whatever the group's state, and a rebalance does not refuse it."""
+        """Kafka 4's ClassicGroup.validateOffsetCommit; raises KafkaError with the group
+        error. Only CompletingRebalance refuses a commit of the current generation: in
+        PreparingRebalance members commit their positions as they rejoin (eager clients
+        do so before revoking, a leaving member before its LeaveGroup), and refusing them
+        makes the next owner consume those records again. ``transactional``
+        (TxnOffsetCommit): a commit without member id or generation is accepted whatever
+        the group's state, and no state refuses it."""
         if self.state == GroupState.DEAD:
             raise KafkaError(f"group {self.group_id} is dead", ErrorCode.coordinator_not_available)
         if generation_id < 0 and self.state == GroupState.EMPTY:
@@ -439,9 +443,12 @@ class ClassicGroup:
             raise KafkaError(
                 "commits without a member id need an empty group", ErrorCode.unknown_member_id
             )
-        if self.state == GroupState.PREPARING_REBALANCE and not transactional:
+        if self.state == GroupState.COMPLETING_REBALANCE and not transactional:
+            # The member has this generation from its JoinGroup answer but not yet its
+            # assignment: REBALANCE_IN_PROGRESS lets the client finish the sync and retry.
             raise KafkaError(
-                f"group {self.group_id} is rebalancing", ErrorCode.rebalance_in_progress
+                f"group {self.group_id} is awaiting its assignment",
+                ErrorCode.rebalance_in_progress,
             )
 
     # ------------------------------------------------------------------ expiration

@@ -19,8 +19,16 @@ EARLIEST = -2
 MAX_TIMESTAMP = -3
 EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
+CONSUMER_REPLICA = -1
 DEBUG_REPLICA = -2  # replica id of consumers that may read up to the log end
-READ_COMMITTED = 1
+READ_UNCOMMITTED, READ_COMMITTED = 0, 1
+# ReplicaManager.timestampMinSupportedVersion: the first version of each special timestamp;
+# any other negative timestamp, or one sent at an older version, is UNSUPPORTED_VERSION.
+_MIN_VERSION = {LATEST: 1, EARLIEST: 1, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9}
+
+
+def _error(index: int, code: ErrorCode) -> dict[str, Any]:
+    return dict(partition_index=index, error_code=code, timestamp=-1, offset=-1)
 
 
 def _lookup(ctx: RequestContext, request: Any, topic: str, p: Any) -> dict[str, Any]:
@@ -31,14 +39,21 @@ def _lookup(ctx: RequestContext, request: Any, topic: str, p: Any) -> dict[str, 
         state = ctx.broker.image.partition(topic, index)
         epoch = state.leader_epoch if state else -1
         current = int(getattr(p, "current_leader_epoch", -1))
-        if current >= 0 and current != epoch:
+        # Only -1 means "unknown" (ReplicaManager.fetchOffset); any other value is checked.
+        if current != -1 and current != epoch:
             code = (
                 ErrorCode.unknown_leader_epoch if current > epoch else ErrorCode.fenced_leader_epoch
             )
             raise KafkaError("leader epoch mismatch", code)
         ts = int(p.timestamp)
-        committed = int(getattr(request, "isolation_level", 0)) == READ_COMMITTED
-        fetchable = lg.last_stable_offset if committed else lg.high_watermark
+        # Only a consumer's isolation level counts (ReplicaManager.fetchOffset); anyone
+        # else may see up to the log end (Partition.fetchOffsetForTimestamp).
+        if int(request.replica_id) != CONSUMER_REPLICA:
+            fetchable = lg.log_end_offset
+        elif int(getattr(request, "isolation_level", 0)) == READ_COMMITTED:
+            fetchable = lg.last_stable_offset
+        else:
+            fetchable = lg.high_watermark
         if ts == LATEST:
             out.update(offset=fetchable, leader_epoch=epoch)
         elif ts in (EARLIEST, EARLIEST_LOCAL):
@@ -46,8 +61,6 @@ def _lookup(ctx: RequestContext, request: Any, topic: str, p: Any) -> dict[str, 
         elif ts == LATEST_TIERED:
             # No tiered storage: nothing is tiered, so there is no such offset.
             out.update(offset=-1, leader_epoch=-1)
-        elif ts < LATEST_TIERED:
-            raise KafkaError(f"invalid timestamp {ts}", ErrorCode.invalid_request)
         else:
             found = lg.fetch_offset_for_timestamp(ts)
             if found is not None:
@@ -61,8 +74,44 @@ def _lookup(ctx: RequestContext, request: Any, topic: str, p: Any) -> dict[str, 
 
 @api(2, "ListOffsets", 1, 10)
 async def handle_list_offsets(ctx: RequestContext, request: Any) -> Any:
-    topics = [
-        dict(name=t.name, partitions=[_lookup(ctx, request, t.name, p) for p in t.partitions])
-        for t in request.topics
-    ]
-    return build(response_type(2, ctx.version), throttle_time=0, topics=topics)
+    v = ctx.version
+    cls = response_type(2, v)
+    if request.topics and int(getattr(request, "isolation_level", 0)) not in (
+        READ_UNCOMMITTED,
+        READ_COMMITTED,
+    ):
+        # ListOffsetsRequest.isolationLevel -> IsolationLevel.forId throws
+        # IllegalArgumentException: KafkaApis.handleError sends getErrorResponse, every
+        # partition UNKNOWN_SERVER_ERROR.
+        topics = [
+            dict(
+                name=t.name,
+                partitions=[
+                    _error(int(p.partition_index), ErrorCode.unknown_server_error)
+                    for p in t.partitions
+                ],
+            )
+            for t in request.topics
+        ]
+        return build(cls, throttle_time=0, topics=topics)
+    # ReplicaManager.fetchOffset keeps one status per topic-partition: a repeated
+    # partition is answered once, INVALID_REQUEST; the response groups them by topic.
+    seen: set[tuple[str, int]] = set()
+    duplicates: set[tuple[str, int]] = set()
+    for t in request.topics:
+        for p in t.partitions:
+            tp = (t.name, int(p.partition_index))
+            (duplicates if tp in seen else seen).add(tp)
+    by_topic: dict[str, dict[int, dict[str, Any]]] = {}
+    for t in request.topics:
+        for p in t.partitions:
+            index = int(p.partition_index)
+            if (t.name, index) in duplicates:
+                answer = _error(index, ErrorCode.invalid_request)
+            elif int(p.timestamp) < 0 and v < _MIN_VERSION.get(int(p.timestamp), 2**15):
+                answer = _error(index, ErrorCode.unsupported_version)
+            else:
+                answer = _lookup(ctx, request, t.name, p)
+            by_topic.setdefault(t.name, {})[index] = answer
+    topics = [dict(name=n, partitions=list(parts.values())) for n, parts in by_topic.items()]
+    return build(cls, throttle_time=0, topics=topics)

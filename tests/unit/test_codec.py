@@ -15,7 +15,6 @@ from pybroker.protocol.codec import (
     build,
     decode_request_body,
     encode_body,
-    frame_response,
     parse_request_header,
     response_header_flexible,
     response_type,
@@ -95,11 +94,9 @@ def test_build_fills_version_specific_fields() -> None:
     assert encode_body(v0) == b"\x00\x00\x00\x00" * 2  # two empty arrays
 
 
-def test_response_framing() -> None:
+def test_response_header_versions() -> None:
     assert response_header_flexible(3, 12)
     assert not response_header_flexible(18, 3)  # ApiVersions always uses header v0
-    assert frame_response(7, True, b"xy") == struct.pack(">ii", 7, 7) + b"\x00xy"
-    assert frame_response(7, False, b"xy") == struct.pack(">ii", 6, 7) + b"xy"
 
 
 def test_unknown_body_tags_are_skipped_at_every_depth() -> None:

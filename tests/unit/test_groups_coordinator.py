@@ -362,7 +362,8 @@ def test_commit_fencing(coord: GroupCoordinator, clock: FakeClock) -> None:
     # Not a member, no generation: only an empty group takes such a commit.
     assert coord.commit_offsets("g", "", None, -1, entry, 8) == [E.unknown_member_id]
     join(coord, leader, client_id="c0")
-    assert coord.commit_offsets("g", follower, None, 1, entry, 8) == [E.rebalance_in_progress]
+    # PreparingRebalance: the follower commits before it rejoins, and that commit counts.
+    assert coord.commit_offsets("g", follower, None, 1, entry, 8) == [E.none]
     # Unknown group with a generation: v9+ says so, older versions ILLEGAL_GENERATION.
     assert coord.commit_offsets("nope", "m", None, 3, entry, 9) == [E.group_id_not_found]
     assert coord.commit_offsets("nope", "m", None, 3, entry, 8) == [E.illegal_generation]
@@ -732,3 +733,143 @@ def test_unreadable_partition_is_not_served(clock: FakeClock, store: MemoryStore
     assert p not in c2.owned and "s" not in c2.groups
     assert c2.fetch_offsets("s", None)[0] == E.not_coordinator
     assert len(c2.owned) == PARTITIONS - 1
+
+
+# ----------------------------------------------------------------- commits while rebalancing
+# Kafka 4's ClassicGroup.validateOffsetCommit: only CompletingRebalance refuses a commit of
+# the current generation; members commit their positions in PreparingRebalance as they
+# rejoin (eager clients before revoking), and those commits must be kept.
+
+
+def completing_rebalance(coord: GroupCoordinator, clock: FakeClock) -> tuple[str, str]:
+    """Two members, both rejoined: generation 2 awaits the leader's SyncGroup."""
+    a, b = stable_group(coord, clock, 2)
+    ja, jb = join(coord, a, client_id="c0"), join(coord, b, client_id="c1")
+    assert ja.value.error == E.none and jb.value.generation_id == 2
+    assert coord.groups["g"].state == GroupState.COMPLETING_REBALANCE
+    return a, b
+
+
+def test_commit_in_preparing_rebalance_is_kept(coord: GroupCoordinator, clock: FakeClock) -> None:
+    a, b = stable_group(coord, clock, 2)
+    join(coord, a, client_id="c0")  # a new rebalance: b must rejoin
+    group = coord.groups["g"]
+    assert group.state == GroupState.PREPARING_REBALANCE
+    # Both the rejoined member and the one about to rejoin commit generation 1.
+    assert coord.commit_offsets("g", b, None, 1, [CommitEntry("t", 1, 7, -1, "")], 8) == [E.none]
+    assert coord.commit_offsets("g", a, None, 1, [CommitEntry("t", 0, 5, -1, "")], 8) == [E.none]
+    assert group.offsets[("t", 1)].offset == 7 and group.offsets[("t", 0)].offset == 5
+    # A stale generation or an unknown member is still refused.
+    entry = [CommitEntry("t", 1, 99, -1, "")]
+    assert coord.commit_offsets("g", b, None, 0, entry, 8) == [E.illegal_generation]
+    assert coord.commit_offsets("g", b, None, 2, entry, 8) == [E.illegal_generation]
+    assert coord.commit_offsets("g", "ghost", None, 1, entry, 8) == [E.unknown_member_id]
+    assert coord.commit_offsets("g", "", None, -1, entry, 8) == [E.unknown_member_id]
+    assert group.offsets[("t", 1)].offset == 7
+    # The commits stay through the rebalance.
+    jb = join(coord, b, client_id="c1")
+    assert jb.value.generation_id == 2
+    error, data = coord.fetch_offsets("g", [("t", [0, 1])])
+    assert error == E.none
+    assert [(p, om.offset) for p, om in data[0][1] if om is not None] == [(0, 5), (1, 7)]
+
+
+def test_commit_in_completing_rebalance_is_refused(
+    coord: GroupCoordinator, clock: FakeClock
+) -> None:
+    a, b = completing_rebalance(coord, clock)
+    entry = [CommitEntry("t", 0, 3, -1, "")]
+    # The new generation, before its assignment: the client syncs and retries.
+    assert coord.commit_offsets("g", b, None, 2, entry, 8) == [E.rebalance_in_progress]
+    assert coord.commit_offsets("g", a, None, 2, entry, 8) == [E.rebalance_in_progress]
+    # The generation just ended is stale, whatever the state.
+    assert coord.commit_offsets("g", b, None, 1, entry, 8) == [E.illegal_generation]
+    assert coord.commit_offsets("g", "ghost", None, 2, entry, 8) == [E.unknown_member_id]
+    assert ("t", 0) not in coord.groups["g"].offsets
+    # Once synced, the group is Stable and the same commit passes.
+    leader = a if coord.groups["g"].leader_id == a else b
+    sync(coord, leader, 2, {a: b"x", b: b"y"})
+    assert coord.groups["g"].state == GroupState.STABLE
+    assert coord.commit_offsets("g", b, None, 2, entry, 8) == [E.none]
+
+
+def test_commit_to_empty_group(coord: GroupCoordinator, clock: FakeClock) -> None:
+    a, b = stable_group(coord, clock, 2)
+    coord.leave_group("g", [(a, None, None), (b, None, None)])
+    group = coord.groups["g"]
+    assert group.state == GroupState.EMPTY and group.generation_id == 2
+    entry = [CommitEntry("t", 0, 4, -1, "")]
+    # Admin / manual-assignment commits (no generation) are what an empty group takes,
+    # even naming a member id.
+    assert coord.commit_offsets("g", "", None, -1, entry, 8) == [E.none]
+    assert coord.commit_offsets("g", a, None, -1, entry, 8) == [E.none]
+    # A generation names a member, and the group has none.
+    assert coord.commit_offsets("g", a, None, 2, entry, 8) == [E.unknown_member_id]
+    assert coord.commit_offsets("g", "", None, 2, entry, 8) == [E.unknown_member_id]
+
+
+def test_commit_by_static_member(coord: GroupCoordinator, clock: FakeClock) -> None:
+    box = join(coord, instance="s1", client_id="x")
+    clock.advance(100)
+    member = box.value.member_id
+    sync(coord, member, 1, {member: b"mine"})
+    entry = [CommitEntry("t", 0, 1, -1, "")]
+    assert coord.commit_offsets("g", member, "s1", 1, entry, 8) == [E.none]
+    assert coord.commit_offsets("g", "other", "s1", 1, entry, 8) == [E.fenced_instance_id]
+    assert coord.commit_offsets("g", member, "s2", 1, entry, 8) == [E.unknown_member_id]
+    assert coord.commit_offsets("g", member, "s1", 0, entry, 8) == [E.illegal_generation]
+
+
+def test_commit_keeps_the_session_alive(coord: GroupCoordinator, clock: FakeClock) -> None:
+    """OffsetMetadataManager.commitOffset reschedules the member's heartbeat in Stable and
+    PreparingRebalance: a member busy committing is not expired."""
+    a, b = stable_group(coord, clock, 2)
+    entry = [CommitEntry("t", 0, 1, -1, "")]
+    for _ in range(3):  # 18 s of commits and no heartbeat from b (session 10 s)
+        clock.advance(6000)
+        coord.heartbeat("g", a, None, 1)
+        assert coord.commit_offsets("g", b, None, 1, entry, 8) == [E.none]
+    assert b in coord.groups["g"].members
+    join(coord, a, client_id="c0")  # PreparingRebalance: b is yet to rejoin
+    clock.advance(6000)
+    assert coord.commit_offsets("g", b, None, 1, entry, 8) == [E.none]
+    clock.advance(6000)
+    assert b in coord.groups["g"].members
+    clock.advance(4000)  # 10 s after b's last commit
+    assert b not in coord.groups["g"].members
+
+
+def test_classic_group_commit_validation_per_state() -> None:
+    """ClassicGroup.validateOffsetCommit directly, including Dead and TxnOffsetCommit."""
+    from pybroker.broker.groups.group import ClassicGroup, Member
+
+    def error(group: ClassicGroup, *args: Any, transactional: bool = False) -> ErrorCode:
+        try:
+            group.validate_offset_commit(*args, transactional=transactional)
+        except KafkaError as exc:
+            return exc.code
+        return E.none
+
+    g = ClassicGroup("g", 0)
+    g.add(Member("m", None, "c", "h", 1000, 1000, "consumer", [("range", b"")]))
+    g.generation_id = 3
+    expected = {
+        GroupState.EMPTY: E.none,
+        GroupState.PREPARING_REBALANCE: E.none,
+        GroupState.COMPLETING_REBALANCE: E.rebalance_in_progress,
+        GroupState.STABLE: E.none,
+        GroupState.DEAD: E.coordinator_not_available,
+    }
+    for state, code in expected.items():
+        g.state = state
+        assert error(g, "m", None, 3) == code, state
+        # TxnOffsetCommit: no state refuses it but Dead.
+        txn = E.coordinator_not_available if state == GroupState.DEAD else E.none
+        assert error(g, "m", None, 3, transactional=True) == txn, state
+        assert error(g, "", None, -1, transactional=True) == txn, state
+        if state != GroupState.DEAD:
+            assert error(g, "m", None, 2) == E.illegal_generation, state
+            assert error(g, "m", None, 2, transactional=True) == E.illegal_generation, state
+            assert error(g, "x", None, 3, transactional=True) == E.unknown_member_id, state
+            simple = E.none if state == GroupState.EMPTY else E.unknown_member_id
+            assert error(g, "", None, -1) == simple, state

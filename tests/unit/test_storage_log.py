@@ -12,8 +12,10 @@ import pytest
 
 from pybroker.protocol.errors import (
     CorruptRecordError,
+    ErrorCode,
     InvalidRecordError,
     InvalidTimestampError,
+    KafkaError,
     KafkaStorageError,
     MessageTooLargeError,
     OffsetOutOfRangeError,
@@ -21,6 +23,7 @@ from pybroker.protocol.errors import (
 from pybroker.protocol.records import (
     GZIP,
     LOG_APPEND_TIME,
+    ZSTD,
     NewRecord,
     build_batch,
     build_control_batch,
@@ -451,6 +454,22 @@ def test_compacted_topic_rejects_null_keys(tmp_path: Path) -> None:
         log.append_as_leader(batch(2, keys=False), 0, now_ms=1_000)
     log.append_as_leader(batch(2), 0, now_ms=1_000)
     assert log.log_end_offset == 2
+
+
+def test_compacted_topic_refuses_a_decompression_bomb(tmp_path: Path) -> None:
+    """Checking keys decompresses: at most 64 x max.message.bytes, else MESSAGE_TOO_LARGE
+    (a few KB of zstd zeros must not make the broker allocate gigabytes)."""
+    cfg = topic_config(cleanup_policy="compact", max_message_bytes=10_000)
+    log = open_log(tmp_path / "t-0", cfg)
+    bomb = build_batch([NewRecord(b"k", bytes(2_000_000), timestamp=1_000)], compression=ZSTD)
+    assert len(bomb) < 10_000
+    with pytest.raises(KafkaError) as e:
+        log.append_as_leader(bytearray(bomb), 0, now_ms=1_000)
+    assert e.value.code == ErrorCode.message_too_large
+    assert log.log_end_offset == 0
+    fine = build_batch([NewRecord(b"k", bytes(500_000), timestamp=1_000)], compression=ZSTD)
+    log.append_as_leader(bytearray(fine), 0, now_ms=1_000)
+    assert log.log_end_offset == 1
 
 
 def test_enospc_on_append_keeps_log_consistent(
