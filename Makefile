@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-APT_PACKAGES := kcat
+APT_PACKAGES := kcat zookeeper
 # Node clients the integration tests drive (kafkajs), pinned in tests/js/package-lock.json.
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: install install-test run test test-unit bench lint format clean apt-deps js-deps
+.PHONY: install install-test run test test-unit bench fuzz lint format clean apt-deps js-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ test-unit: install-test
 bench: install-test
 	$(PY) tests/bench/bench_broker.py
 	$(PY) tests/bench/bench_storage.py
+	$(PY) tests/bench/bench_decode.py
+
+# Issue 8's long fuzz run: 1,000,000 malformed requests against a real broker (tests/fuzz).
+# `make test` runs a bounded slice (tests/integration/test_fuzz_slice.py).
+fuzz: install-test
+	$(PY) -m tests.fuzz --cases $${FUZZ_CASES:-1000000} --seed $${FUZZ_SEED:-1}
 
 lint: install-test
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,7 @@ from pathlib import Path
 from pybroker.config.broker_config import BrokerConfig
 from pybroker.config.properties import load_properties
 from pybroker.config.topic_config import ConfigError
+from pybroker.replication.zk_client import ZkError
 from pybroker.storage.errors import InconsistentTopicIdError, LogDirLockedError
 
 log = logging.getLogger("pybroker")
@@ -93,6 +94,14 @@ async def run(config: BrokerConfig) -> int:
         loop.add_signal_handler(sig, broker.request_stop)
     try:
         await broker.start()
+    except ZkError as exc:
+        log.error(
+            "Cannot start: ZooKeeper at zookeeper.connect=%s: %s",
+            config.zookeeper_connect,
+            exc or type(exc).__name__,
+        )
+        await broker.abort_start()
+        return 1
     except (LogDirLockedError, InconsistentTopicIdError, RuntimeError) as exc:
         log.error("Cannot start: %s", exc)
         await asyncio.get_running_loop().run_in_executor(None, broker.log_manager.shutdown)
@@ -125,14 +134,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except ConfigError as exc:
         log.error("Cannot start: %s", exc)
-        return 1
-    if config.zookeeper_connect:
-        # Never pretend to be a cluster member: replication is not built yet.
-        log.error(
-            "Cannot start: zookeeper.connect=%s asks for cluster mode, which pybroker does "
-            "not implement yet; unset it to run a single node",
-            config.zookeeper_connect,
-        )
         return 1
     for notice in config.notices:
         log.info("%s", notice)

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Iterator, Sequence
 
 from pybroker.broker.clock import now_ms
+from pybroker.broker.commit_wait import note_append
+from pybroker.protocol.errors import ErrorCode, KafkaError
 from pybroker.protocol.records import BatchHeader, NewRecord, build_batch, iter_batches
 from pybroker.replication.replica_manager import ReplicaManager
 from pybroker.storage.log import Log
@@ -52,4 +54,22 @@ def append_records(
         return
     ts = now_ms()
     batch = build_batch([NewRecord(k, v, timestamp=ts) for k, v in records])
-    rm.append(topic, partition, bytearray(batch), -1)
+    _, info = rm.append(topic, partition, bytearray(batch), -1)
+    note_append(topic, partition, info.last_offset + 1)
+
+
+def internal_replication_factor(wanted: int, live_brokers: int, cluster: bool, topic: str) -> int:
+    """The replication factor an internal topic is created with.
+
+    A single node caps it at the brokers there are (one), so the defaults of 3 work out
+    of the box. A cluster follows Kafka: the topic is not created with fewer replicas
+    than configured while brokers are missing (it would stay under-replicated forever);
+    the client gets COORDINATOR_NOT_AVAILABLE and retries."""
+    rf = wanted if cluster else min(wanted, live_brokers)
+    if rf < 1 or rf > live_brokers:
+        raise KafkaError(
+            f"Number of alive brokers '{live_brokers}' does not meet the required replication "
+            f"factor '{wanted}' for {topic}.",
+            ErrorCode.coordinator_not_available,
+        )
+    return rf

@@ -7,6 +7,7 @@ fsync, retention and checkpoints run in a worker thread so the loop keeps servin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,27 +15,39 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pybroker.broker.handlers.all  # noqa: F401  (registers every handler)
+from pybroker.broker.acceptor import Acceptor
 from pybroker.broker.clock import now_ms
+from pybroker.broker.connection_limits import (
+    ConnectionQuotas,
+    NetworkContext,
+    NetworkStats,
+    RequestBudget,
+    resolve_overrides,
+)
 from pybroker.broker.groups.consumer_coordinator import ConsumerGroupConfig, ConsumerGroupManager
 from pybroker.broker.groups.coordinator import CoordinatorConfig, GroupCoordinator
 from pybroker.broker.groups.store import LogGroupStore
 from pybroker.broker.groups.store import apply_image as apply_groups_image
 from pybroker.broker.log_cleaner import CleanerService
+from pybroker.broker.memory_pool import MemoryPool
 from pybroker.broker.purgatory import FetchPurgatory
 from pybroker.broker.scheduling import LoopScheduler
 from pybroker.broker.txn.coordinator import TransactionCoordinator, TxnConfig
 from pybroker.broker.txn.producer_ids import ProducerIdManager
 from pybroker.broker.txn.store import LocalMarkerWriter, LogTxnStore
 from pybroker.broker.txn.store import apply_image as apply_txn_image
+from pybroker.broker.zk_cluster import ZkCluster
 from pybroker.config.broker_config import BrokerConfig
 from pybroker.config.topic_config import TopicConfig
 from pybroker.replication.controller import LocalController
+from pybroker.replication.fetcher import FetcherConfig, ReplicaFetcherManager
 from pybroker.replication.metadata import BrokerInfo, ClusterImage
 from pybroker.replication.producer_id_store import FILE_NAME as PRODUCER_ID_FILE
 from pybroker.replication.producer_id_store import LocalProducerIdStore
 from pybroker.replication.replica_manager import ReplicaManager
 from pybroker.replication.store_local import FILE_NAME as METADATA_FILE
 from pybroker.replication.store_local import LocalMetadataStore
+from pybroker.replication.zk_admin import ZkAdmin
 from pybroker.storage.log_manager import LogManager
 
 if TYPE_CHECKING:
@@ -48,8 +61,17 @@ class Broker:
         self.config = config
         self.node_id = config.node_id
         self.connections: set[KafkaConnection] = set()
+        self.network = NetworkContext(
+            max_request_bytes=config.socket_request_max_bytes,
+            budget=RequestBudget(
+                config.queued_max_requests,
+                MemoryPool(config.queued_max_request_bytes, config.socket_request_max_bytes),
+            ),
+            stats=NetworkStats(),
+            connections=self.connections,
+        )
         self.purgatory = FetchPurgatory()
-        self._server: asyncio.AbstractServer | None = None
+        self._acceptor: Acceptor | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self.stopping = False
@@ -61,13 +83,41 @@ class Broker:
             reserved_files=frozenset({METADATA_FILE, PRODUCER_ID_FILE}),
             producer_id_expiration_ms=config.producer_id_expiration_ms,
         )
-        self.producer_ids = ProducerIdManager(LocalProducerIdStore(self.log_dirs[0]), self.node_id)
-        self.replica_manager = ReplicaManager(self.node_id, self.log_manager, self.topic_config_for)
+        # Cluster mode (zookeeper.connect): ZooKeeper holds the metadata, followers fetch
+        # from leaders, leaders write their ISR changes; a single node needs none of it.
+        self.cluster: ZkCluster | None = None
+        fetchers = None
+        if config.zookeeper_connect:
+            self.cluster = ZkCluster(
+                config, self.topic_defaults, self._apply_image, self._unclean_allowed
+            )
+            fetchers = ReplicaFetcherManager(
+                self.node_id,
+                FetcherConfig.from_broker(config),
+                self._endpoint_of,
+                self.purgatory.notify,
+            )
+        self.producer_ids = ProducerIdManager(
+            self.cluster.allocate_producer_ids
+            if self.cluster
+            else LocalProducerIdStore(self.log_dirs[0]),
+            self.node_id,
+        )
+        self.replica_manager = ReplicaManager(
+            self.node_id,
+            self.log_manager,
+            self.topic_config_for,
+            clock=now_ms,
+            replica_lag_time_max_ms=config.replica_lag_time_max_ms,
+            fetchers=fetchers,
+            isr_writer=self.cluster.write_isr if self.cluster else None,
+        )
         self.cleaner = CleanerService(config, self.log_manager)
         self.replica_manager.add_append_listener(self.purgatory.notify)
         adv = config.advertised_listeners[0]
         self.broker_info = BrokerInfo(self.node_id, adv.host or "localhost", adv.port)
-        self.controller: LocalController | None = None
+        # What admin handlers call: the single node's controller, or the cluster's admin.
+        self.controller: LocalController | ZkAdmin | None = None
         self.group_coordinator = GroupCoordinator(
             CoordinatorConfig.from_broker(config), LogGroupStore(self), LoopScheduler(), now_ms
         )
@@ -90,9 +140,23 @@ class Broker:
         return self.controller.image
 
     def topic_config_for(self, topic: str) -> TopicConfig:
-        info = self.controller.image.topics.get(topic) if self.controller else None
+        image = self._current_image()
+        info = image.topics.get(topic) if image else None
         overrides = info.configs if info else {}
         return TopicConfig(overrides=dict(overrides), defaults=self.topic_defaults)
+
+    def _current_image(self) -> ClusterImage | None:
+        if self.cluster is not None:
+            return self.cluster.cache.image if self.cluster.cache else None
+        return self.controller.image if self.controller else None
+
+    def _unclean_allowed(self, topic: str) -> bool:
+        return bool(self.topic_config_for(topic).get("unclean.leader.election.enable"))
+
+    def _endpoint_of(self, broker_id: int) -> tuple[str, int] | None:
+        image = self._current_image()
+        info = image.brokers.get(broker_id) if image else None
+        return (info.host, info.port) if info else None
 
     def _apply_image(self, image: ClusterImage) -> None:
         self.replica_manager.apply_image(image)
@@ -106,32 +170,52 @@ class Broker:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        # Host names in the overrides resolve first, so a bad one fails before anything runs.
+        quotas = ConnectionQuotas(
+            self.config.max_connections,
+            self.config.max_connections_per_ip,
+            resolve_overrides(self.config.max_connections_per_ip_overrides),
+        )
         for d in self.log_dirs:
             d.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
+        cluster = self.cluster
+        if cluster is not None:
+            await cluster.connect()
         self.log_manager.load()
         self.cleaner.start()
-        self.controller = LocalController(
-            self.node_id,
-            self.broker_info,
-            LocalMetadataStore(self.log_dirs[0]),
-            self.topic_defaults,
-            self._apply_image,
-            cluster_id=self.config.cluster_id,
-        )
-        self.controller.start()
+        if cluster is not None:
+            await cluster.load_metadata()
+            self.controller = cluster.admin
+        else:
+            controller = LocalController(
+                self.node_id,
+                self.broker_info,
+                LocalMetadataStore(self.log_dirs[0]),
+                self.topic_defaults,
+                self._apply_image,
+                cluster_id=self.config.cluster_id,
+            )
+            self.controller = controller
+            controller.start()
         self.group_coordinator.start()
         self.txn_coordinator.start()
         from pybroker.broker.connection import KafkaConnection
 
         listener = self.config.listeners[0]
-        self._server = await loop.create_server(
-            lambda: KafkaConnection(self),
-            host=listener.host or None,
-            port=listener.port,
-            reuse_address=True,
-            backlog=1024,
+        network = self.network
+        self._acceptor = Acceptor(
+            listener.host or None,
+            listener.port,
+            self.config.socket_listen_backlog_size,
+            quotas,
+            network.stats,
+            lambda on_close: KafkaConnection(self, network, on_close=on_close),
         )
+        self._acceptor.start()
+        if cluster is not None:
+            await cluster.register()
+            await cluster.start_controller()
         self._tasks = [
             # Kafka's default scheduler interval is "never"; we still honour topic flush.ms
             # by checking at least once a second (a cheap scan).
@@ -150,6 +234,18 @@ class Broker:
                 )
             ),
         ]
+        if cluster is not None:
+            # Kafka's isr-expiration task runs every replica.lag.time.max.ms / 2.
+            self._tasks.append(
+                loop.create_task(
+                    self._every(self.config.replica_lag_time_max_ms // 2, self._shrink_isrs)
+                )
+            )
+        idle_ms = self.config.connections_max_idle_ms
+        if idle_ms >= 0:  # Kafka: a negative connections.max.idle.ms never expires connections
+            self._tasks.append(
+                loop.create_task(self._every(max(50, min(1000, idle_ms // 4)), self._expire_idle))
+            )
         log.info(
             "pybroker node %d serving on %s (advertised %s:%d), log dirs %s, cluster id %s",
             self.node_id,
@@ -159,6 +255,16 @@ class Broker:
             ", ".join(map(str, self.log_dirs)),
             self.image.cluster_id,
         )
+
+    async def _shrink_isrs(self) -> None:
+        self.replica_manager.isr_maintenance()
+
+    async def abort_start(self) -> None:
+        """Start-up failed: release what was taken (log dir locks, the ZooKeeper session)."""
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                await self.cluster.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.log_manager.shutdown)
 
     async def _every(self, interval_ms: int, job: Callable[[], Awaitable[None]]) -> None:
         interval = max(interval_ms, 10) / 1000
@@ -188,6 +294,22 @@ class Broker:
         # Cheap dict scans; on the loop because appends mutate the same state.
         self.log_manager.remove_expired_producers(now_ms())
 
+    async def _expire_idle(self) -> None:
+        """Kafka's Selector idle expiry: close connections quiet for connections.max.idle.ms."""
+        limit = self.config.connections_max_idle_ms
+        now = time.monotonic()
+        for conn in list(self.connections):
+            idle = conn.idle_ms(now)
+            if idle > limit:
+                log.debug("Closing connection from %s: idle for %.0f ms", conn.peer, idle)
+                self.network.stats.idle_connections_closed += 1
+                conn.close()
+
+    @property
+    def handler_errors(self) -> int:
+        """Requests whose handler failed unexpectedly (each closed its connection)."""
+        return self.network.stats.handler_errors
+
     async def _checkpoint(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.log_manager.checkpoint)
 
@@ -200,11 +322,14 @@ class Broker:
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish, flush and checkpoint, close."""
         log.info("Shutting down")
+        if self.cluster is not None:
+            # While still serving: move our leaderships to other in-sync replicas first.
+            await self.cluster.controlled_shutdown()
         self.stopping = True
         self.group_coordinator.shutdown()  # answers waiting JoinGroup/SyncGroup
         self.txn_coordinator.shutdown()
-        if self._server is not None:
-            self._server.close()
+        if self._acceptor is not None:
+            self._acceptor.close()
         for task in self._tasks:
             task.cancel()
         self.purgatory.notify_all()
@@ -216,6 +341,9 @@ class Broker:
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
             conn.close()
+        await self.replica_manager.stop()
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.cleaner.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.log_manager.shutdown)
         log.info("Shutdown complete")

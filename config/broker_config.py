@@ -155,12 +155,48 @@ _BROKER_DEFS: list[ConfigDef] = [
     _def("socket.receive.buffer.bytes", "int", 102_400, _int(), "SO_RCVBUF; -1 = OS default."),
     _def("socket.request.max.bytes", "int", 104_857_600, _int(1)),
     _def("socket.listen.backlog.size", "int", 50, _int(1)),
-    _def("connections.max.idle.ms", "long", 600_000, _long()),
+    _def(
+        "connections.max.idle.ms",
+        "long",
+        600_000,
+        _long(),
+        "Close a connection idle this long (nothing read or written, no request pending); "
+        "negative = never.",
+    ),
+    _def(
+        "connection.failed.authentication.delay.ms",
+        "int",
+        100,
+        _int(0),
+        "Accepted without effect until SASL; must stay below connections.max.idle.ms.",
+    ),
+    _def("max.connections", "int", INT_MAX, _int(0), "Open connections in total."),
+    _def("max.connections.per.ip", "int", INT_MAX, _int(0), "Open connections per address."),
+    _def(
+        "max.connections.per.ip.overrides",
+        "string",
+        "",
+        lambda key, raw: _per_ip_overrides_text(key, raw),
+        "host:count,... per-address exceptions to max.connections.per.ip.",
+    ),
     _def("request.timeout.ms", "int", 30_000, _int()),
     _def("num.network.threads", "int", 3, _int(1), "Accepted without effect (one event loop)."),
     _def("num.io.threads", "int", 8, _int(1), "Accepted without effect (one event loop)."),
     _def("background.threads", "int", 10, _int(1), "Accepted without effect."),
-    _def("queued.max.requests", "int", 500, _int(1), "Accepted without effect."),
+    _def(
+        "queued.max.requests",
+        "int",
+        500,
+        _int(1),
+        "Requests read but not yet handled, broker-wide; connections stop reading when full.",
+    ),
+    _def(
+        "queued.max.request.bytes",
+        "long",
+        -1,
+        _long(),
+        "Bytes of requests read but not yet handled; -1 (or 0) = unbounded.",
+    ),
     # Log directories and topic creation.
     _def("log.dirs", "string", None, _string, "Comma-separated; unset = log.dir."),
     _def("log.dir", "string", DEFAULT_LOG_DIR, _string),
@@ -209,6 +245,9 @@ _BROKER_DEFS: list[ConfigDef] = [
     _def("auto.leader.rebalance.enable", "boolean", True, parse_bool),
     _def("leader.imbalance.check.interval.seconds", "long", 300, _long(1)),
     _def("controller.socket.timeout.ms", "int", 30_000, _int()),
+    _def("controlled.shutdown.enable", "boolean", True, parse_bool),
+    _def("controlled.shutdown.max.retries", "int", 3, _int()),
+    _def("controlled.shutdown.retry.backoff.ms", "long", 5_000, _long()),
     # Consumer groups and the offsets topic.
     _def("group.initial.rebalance.delay.ms", "int", 3_000, _int()),
     _def("group.min.session.timeout.ms", "int", 6_000, _int()),
@@ -294,9 +333,8 @@ KNOWN_KAFKA_KEYS: frozenset[str] = frozenset(
     alter.log.dirs.replication.quota.window.size.seconds authorizer.class.name
     auto.include.jmx.reporter broker.heartbeat.interval.ms broker.id.generation.enable
     broker.session.timeout.ms client.quota.callback.class compression.gzip.level
-    compression.lz4.level compression.zstd.level connection.failed.authentication.delay.ms
-    connections.max.reauth.ms control.plane.listener.name controlled.shutdown.enable
-    controlled.shutdown.max.retries controlled.shutdown.retry.backoff.ms
+    compression.lz4.level compression.zstd.level
+    connections.max.reauth.ms control.plane.listener.name
     create.topic.policy.class.name delete.records.purgatory.purge.interval.requests
     early.start.listeners eligible.leader.replicas.enable
     fetch.purgatory.purge.interval.requests group.coordinator.append.linger.ms
@@ -306,12 +344,12 @@ KNOWN_KAFKA_KEYS: frozenset[str] = frozenset(
     leader.imbalance.per.broker.percentage
     log.dir.failure.timeout.ms log.initial.task.delay.ms log.local.retention.bytes
     log.local.retention.ms log.message.downconversion.enable log.message.format.version
-    log.message.timestamp.difference.max.ms max.connection.creation.rate max.connections
-    max.connections.per.ip max.connections.per.ip.overrides max.request.partition.size.limit
+    log.message.timestamp.difference.max.ms max.connection.creation.rate
+    max.request.partition.size.limit
     metric.reporters metrics.num.samples metrics.recording.level metrics.sample.window.ms
     num.replica.alter.log.dirs.threads offsets.commit.required.acks
     offsets.topic.compression.codec principal.builder.class process.roles
-    producer.purgatory.purge.interval.requests queued.max.request.bytes quota.window.num
+    producer.purgatory.purge.interval.requests quota.window.num
     quota.window.size.seconds replica.selector.class replication.quota.window.num
     replication.quota.window.size.seconds reserved.broker.max.id security.providers
     share.fetch.purgatory.purge.interval.requests socket.connection.setup.timeout.max.ms
@@ -571,6 +609,12 @@ class BrokerConfig:
     socket_request_max_bytes: int
     socket_listen_backlog_size: int
     connections_max_idle_ms: int
+    connection_failed_authentication_delay_ms: int
+    max_connections: int
+    max_connections_per_ip: int
+    max_connections_per_ip_overrides: Mapping[str, int]
+    queued_max_requests: int
+    queued_max_request_bytes: int
     request_timeout_ms: int
     # Logs.
     log_dirs: tuple[str, ...]
@@ -613,6 +657,9 @@ class BrokerConfig:
     auto_leader_rebalance_enable: bool
     leader_imbalance_check_interval_seconds: int
     controller_socket_timeout_ms: int
+    controlled_shutdown_enable: bool
+    controlled_shutdown_max_retries: int
+    controlled_shutdown_retry_backoff_ms: int
     # Groups and offsets.
     group_initial_rebalance_delay_ms: int
     group_min_session_timeout_ms: int
@@ -698,6 +745,7 @@ class BrokerConfig:
         computed["log_dirs"] = _log_dirs(values)
         computed.update(_time_settings(raw, values))
         _check_replica_timeouts(values)
+        computed.update(_socket_server_limits(values))
         _check_consumer_group_settings(values)
 
         kwargs: dict[str, Any] = {}
@@ -1059,3 +1107,63 @@ def _check_replica_timeouts(values: Mapping[str, Any]) -> None:
             "replica.fetch.wait.max.ms should always be less than or equal to "
             "replica.lag.time.max.ms to prevent frequent changes in ISR",
         )
+
+
+# Kafka's Utils.validHostPattern: the characters a host name or IP literal may contain.
+_VALID_HOST = re.compile(r"[0-9a-zA-Z\-%._:]+")
+
+
+def _parse_per_ip_overrides(key: str, raw: str) -> dict[str, int]:
+    """``host:count,...`` as Kafka's parseCsvMap reads it: the last ``:`` splits (IPv6)."""
+    result: dict[str, int] = {}
+    text = raw.strip()
+    if not text:
+        return result
+    for entry in _CSV.split(text):
+        host, sep, count = entry.rpartition(":")
+        if not sep:
+            raise ConfigError(key, raw, f"Expected host:count, got '{entry}'")
+        result[host.strip()] = parse_int(key, count, kind="INT")
+    return result
+
+
+def _per_ip_overrides_text(key: str, raw: str) -> str:
+    """Checked at parse time (so the error names the value); kept as the trimmed string."""
+    _parse_per_ip_overrides(key, raw)
+    return raw.strip()
+
+
+def _socket_server_limits(values: Mapping[str, Any]) -> dict[str, Any]:
+    """KafkaConfig.validateValues' rules for the socket server's limits."""
+    key = "max.connections.per.ip.overrides"
+    overrides = _parse_per_ip_overrides(key, values[key])
+    invalid = [host for host in overrides if not _VALID_HOST.fullmatch(host)]
+    if invalid:
+        raise ConfigError(
+            key, values[key], f"{key} contains invalid addresses : {','.join(invalid)}"
+        )
+    if values["max.connections.per.ip"] == 0 and not overrides:
+        raise ConfigError(
+            "max.connections.per.ip",
+            0,
+            "max.connections.per.ip can be set to zero only if "
+            "max.connections.per.ip.overrides property is set.",
+        )
+    pool = values["queued.max.request.bytes"]
+    if pool > 0 and pool < values["socket.request.max.bytes"]:
+        raise ConfigError(
+            "queued.max.request.bytes",
+            pool,
+            "queued.max.request.bytes must be larger or equal to socket.request.max.bytes",
+        )
+    idle = values["connections.max.idle.ms"]
+    delay = values["connection.failed.authentication.delay.ms"]
+    if idle >= 0 and delay >= idle:
+        raise ConfigError(
+            "connection.failed.authentication.delay.ms",
+            delay,
+            f"connection.failed.authentication.delay.ms={delay} should always be less than "
+            f"connections.max.idle.ms={idle} to prevent failed authentication responses "
+            "from timing out",
+        )
+    return {"max_connections_per_ip_overrides": MappingProxyType(overrides)}

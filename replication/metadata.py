@@ -59,6 +59,7 @@ class PartitionState:
     leader_epoch: int
     replicas: tuple[int, ...]
     isr: tuple[int, ...]
+    version: int = 0  # the metadata store's version of this state (a znode's zkVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,8 @@ class ClusterImage:
     controller_id: int
     brokers: Mapping[int, BrokerInfo]
     topics: Mapping[str, TopicInfo]
+    # Live brokers that asked for a controlled shutdown: they lead nothing and rejoin no ISR.
+    shutting_down: frozenset[int] = frozenset()
     _by_id: Mapping[uuid.UUID, TopicInfo] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -101,3 +104,8 @@ class ClusterImage:
 
     def with_brokers(self, brokers: Mapping[int, BrokerInfo]) -> ClusterImage:
         return replace(self, brokers=dict(brokers))
+
+    def isr_eligible(self, broker_id: int) -> bool:
+        """May this broker (re)join an ISR? Kafka's isReplicaIsrEligible: alive and not
+        shutting down."""
+        return broker_id in self.brokers and broker_id not in self.shutting_down

@@ -4,7 +4,7 @@ Kafka hands producer ids to brokers in blocks of 1000 (``ProducerIdsBlock``): th
 controller records the latest block durably before any id of it is used, so no id is
 ever handed out twice, across restarts included. In ZooKeeper mode the record is the
 znode ``/latest_producer_id_block``; we keep the same JSON in a file in the first log
-dir, replaced atomically (temp file, fsync, rename, fsync dir)::
+dir, replaced with ``storage.fileio.write_atomic`` (temp file, fsync, rename, fsync dir)::
 
     {"version":1,"broker":0,"block_start":"0","block_end":"999"}
 
@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pybroker.storage.checkpoints import write_atomic
+from pybroker.storage.fileio import write_atomic
 
 FILE_NAME = "pybroker-producer-id-block.json"
 BLOCK_SIZE = 1000  # Kafka's ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE
@@ -38,6 +38,10 @@ class ProducerIdsBlock:
     @property
     def last_producer_id(self) -> int:
         return self.first_producer_id + self.size - 1
+
+    @property
+    def next_block_first_id(self) -> int:
+        return self.first_producer_id + self.size
 
 
 class LocalProducerIdStore:
@@ -80,7 +84,7 @@ class LocalProducerIdStore:
             "block_end": str(block.last_producer_id),
         }
         try:
-            write_atomic(self.path, json.dumps(record, separators=(",", ":")))
+            write_atomic(self.path, json.dumps(record, separators=(",", ":")).encode())
         except OSError as e:
             raise ProducerIdStoreError(f"cannot write {self.path}: {e}") from e
         return block

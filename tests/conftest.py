@@ -29,3 +29,6 @@ def fresh_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
         yield proc
     finally:
         proc.kill()
+
+
+from tests.support.zk_fixtures import zookeeper_fixture  # noqa: E402, F401  (the `zookeeper` fixture)

@@ -13,9 +13,13 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from pybroker.broker.clock import now_ms
+from pybroker.broker.commit_wait import note_append
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator, Record
-from pybroker.broker.internal_topic import append_records, read_batches
-from pybroker.protocol.errors import ErrorCode, KafkaError
+from pybroker.broker.internal_topic import (
+    append_records,
+    internal_replication_factor,
+    read_batches,
+)
 from pybroker.protocol.records import (
     CONTROL_ABORT,
     CONTROL_COMMIT,
@@ -59,7 +63,7 @@ class LogGroupStore:
             base_sequence=0,
             transactional=True,
         )
-        self.broker.replica_manager.append(
+        _, info = self.broker.replica_manager.append(
             OFFSETS_TOPIC,
             partition,
             bytearray(batch),
@@ -67,6 +71,7 @@ class LogGroupStore:
             client=False,
             verified_txn=(producer_id, producer_epoch) if verified else None,
         )
+        note_append(OFFSETS_TOPIC, partition, info.last_offset + 1)
 
     def read_entries(
         self, partition: int
@@ -107,7 +112,7 @@ def offsets_topic_configs(broker: Broker) -> dict[str, str]:
     }
 
 
-def create_offsets_topic(broker: Broker) -> TopicInfo:
+async def create_offsets_topic(broker: Broker) -> TopicInfo:
     """Create ``__consumer_offsets`` (Kafka's auto-creation of the internal topic);
     raises KafkaError. Replication is capped at the brokers there are."""
     assert broker.controller is not None
@@ -115,12 +120,13 @@ def create_offsets_topic(broker: Broker) -> TopicInfo:
     existing = image.topics.get(OFFSETS_TOPIC)
     if existing is not None:
         return existing
-    rf = min(broker.config.offsets_topic_replication_factor, len(image.brokers))
-    if rf < 1:
-        raise KafkaError(
-            "no brokers to host the offsets topic", ErrorCode.coordinator_not_available
-        )
-    info = broker.controller.create_topic(
+    rf = internal_replication_factor(
+        broker.config.offsets_topic_replication_factor,
+        len(image.brokers),
+        broker.cluster is not None,
+        OFFSETS_TOPIC,
+    )
+    info = await broker.controller.create_topic(
         OFFSETS_TOPIC,
         broker.config.offsets_topic_num_partitions,
         rf,

@@ -369,23 +369,25 @@ def _refuse_broker_change(ctx: RequestContext, name: str, changed: list[str]) ->
         )
 
 
-def _commit_topic(ctx: RequestContext, name: str, new: dict[str, str], validate_only: bool) -> None:
+async def _commit_topic(
+    ctx: RequestContext, name: str, new: dict[str, str], validate_only: bool
+) -> None:
     """Validate a topic's new override set, check the topic exists, then apply it."""
     check_topic_overrides(new)
     _topic_overrides(ctx, name)
     assert ctx.broker.controller is not None
-    ctx.broker.controller.set_topic_configs(name, new, validate_only=validate_only)
+    await ctx.broker.controller.set_topic_configs(name, new, validate_only=validate_only)
     if not validate_only:
         log.info("Set configs of topic %s to %s (client %s)", name, new, ctx.client_id)
 
 
-def _alter_legacy(ctx: RequestContext, resource: Any, validate_only: bool) -> None:
+async def _alter_legacy(ctx: RequestContext, resource: Any, validate_only: bool) -> None:
     rtype = int(resource.resource_type)
     name = resource.resource_name
     configs = {c.name: c.value for c in resource.configs}
     if rtype == RESOURCE_TOPIC:
         _topic_resource_name(name)
-        _commit_topic(ctx, name, configs, validate_only)
+        await _commit_topic(ctx, name, configs, validate_only)
     elif rtype == RESOURCE_BROKER:
         _refuse_broker_change(ctx, name, list(configs))
     else:
@@ -465,14 +467,15 @@ def _set_logger_levels(ctx: RequestContext, resource: Any, validate_only: bool) 
             )
 
 
-def _alter_incremental(ctx: RequestContext, resource: Any, validate_only: bool) -> None:
+async def _alter_incremental(ctx: RequestContext, resource: Any, validate_only: bool) -> None:
     rtype = int(resource.resource_type)
     name = resource.resource_name
     if rtype == RESOURCE_TOPIC:
         _topic_resource_name(name)
         info = ctx.broker.image.topics.get(name)
         current = dict(info.configs) if info else {}
-        _commit_topic(ctx, name, _apply_incremental(current, resource.configs), validate_only)
+        new = _apply_incremental(current, resource.configs)
+        await _commit_topic(ctx, name, new, validate_only)
     elif rtype == RESOURCE_BROKER:
         for c in resource.configs:
             if int(c.config_operation) not in _OP_NAMES:
@@ -485,7 +488,7 @@ def _alter_incremental(ctx: RequestContext, resource: Any, validate_only: bool) 
         raise _invalid_request(f"Unknown resource type {rtype}")
 
 
-def _alter_all(ctx: RequestContext, request: Any, incremental: bool) -> list[dict[str, Any]]:
+async def _alter_all(ctx: RequestContext, request: Any, incremental: bool) -> list[dict[str, Any]]:
     validate_only = bool(request.validate_only)
     errors = _preprocess(request.resources, incremental)
     responses = []
@@ -500,9 +503,9 @@ def _alter_all(ctx: RequestContext, request: Any, incremental: bool) -> list[dic
             if i in errors:
                 raise errors[i]
             if incremental:
-                _alter_incremental(ctx, resource, validate_only)
+                await _alter_incremental(ctx, resource, validate_only)
             else:
-                _alter_legacy(ctx, resource, validate_only)
+                await _alter_legacy(ctx, resource, validate_only)
         except KafkaError as exc:
             out.update(error_code=exc.code, error_message=error_message(exc))
         except Exception:
@@ -514,11 +517,11 @@ def _alter_all(ctx: RequestContext, request: Any, incremental: bool) -> list[dic
 
 @api(33, "AlterConfigs", 0, 2)
 async def handle_alter_configs(ctx: RequestContext, request: Any) -> Any:
-    responses = _alter_all(ctx, request, incremental=False)
+    responses = await _alter_all(ctx, request, incremental=False)
     return build(response_type(33, ctx.version), throttle_time=0, responses=responses)
 
 
 @api(44, "IncrementalAlterConfigs", 0, 1)
 async def handle_incremental_alter_configs(ctx: RequestContext, request: Any) -> Any:
-    responses = _alter_all(ctx, request, incremental=True)
+    responses = await _alter_all(ctx, request, incremental=True)
     return build(response_type(44, ctx.version), throttle_time=0, responses=responses)

@@ -72,19 +72,18 @@ def validate_manual_assignment(
             "replica(s), but this is not consistent with previous partitions, which have "
             f"{replication_factor} replica(s)."
         )
-    node_id = ctx.broker.node_id
-    if list(broker_ids) != [node_id]:
-        raise _invalid_replica_assignment(
-            f"pybroker places every replica on the broker that hosts the topic: a manual "
-            f"partition assignment must be [{node_id}], not {list(broker_ids)}."
-        )
+    assert ctx.broker.controller is not None
+    ctx.broker.controller.validate_manual_replicas(broker_ids)
 
 
 # ------------------------------------------------------------------------- CreateTopics
 
 
-def _resolve_layout(ctx: RequestContext, topic: Any) -> tuple[int, int]:
-    """(partitions, replication factor) from counts, broker defaults or manual assignments."""
+def _resolve_layout(
+    ctx: RequestContext, topic: Any
+) -> tuple[int, int, dict[int, list[int]] | None]:
+    """(partitions, replication factor, manual assignment or None) from counts, broker
+    defaults or manual assignments."""
     n, rf = int(topic.num_partitions), int(topic.replication_factor)
     if topic.assignments:
         if rf != -1:
@@ -99,6 +98,7 @@ def _resolve_layout(ctx: RequestContext, topic: Any) -> tuple[int, int]:
                 ErrorCode.invalid_request,
             )
         seen: set[int] = set()
+        manual: dict[int, list[int]] = {}
         replication: int | None = None
         for a in topic.assignments:
             index = int(a.partition_index)
@@ -110,12 +110,13 @@ def _resolve_layout(ctx: RequestContext, topic: Any) -> tuple[int, int]:
             validate_manual_assignment(ctx, ids, replication)
             replication = len(ids)
             seen.add(index)
+            manual[index] = ids
         if seen != set(range(len(seen))):
             raise _invalid_replica_assignment(
                 "partitions should be a consecutive 0-based integer sequence"
             )
         assert replication is not None
-        return len(seen), replication
+        return len(seen), replication, manual
     if rf < -1 or rf == 0:
         raise KafkaError(
             "Replication factor must be larger than 0, or -1 to use the default value.",
@@ -130,10 +131,11 @@ def _resolve_layout(ctx: RequestContext, topic: Any) -> tuple[int, int]:
     return (
         config.num_partitions if n == -1 else n,
         config.default_replication_factor if rf == -1 else rf,
+        None,
     )
 
 
-def _create_one(ctx: RequestContext, topic: Any, validate_only: bool) -> dict[str, Any]:
+async def _create_one(ctx: RequestContext, topic: Any, validate_only: bool) -> dict[str, Any]:
     name = topic.name
     controller = ctx.broker.controller
     assert controller is not None
@@ -147,8 +149,10 @@ def _create_one(ctx: RequestContext, topic: Any, validate_only: bool) -> dict[st
         )
     configs = {c.name: c.value for c in topic.configs}
     check_topic_overrides(configs)
-    partitions, replication = _resolve_layout(ctx, topic)
-    info = controller.create_topic(name, partitions, replication, configs, validate_only)
+    partitions, replication, manual = _resolve_layout(ctx, topic)
+    info = await controller.create_topic(
+        name, partitions, replication, configs, validate_only, assignment=manual
+    )
     if not validate_only:
         log.info(
             "Created topic %s (%d partition(s), configs %s) for client %s",
@@ -209,7 +213,7 @@ async def handle_create_topics(ctx: RequestContext, request: Any) -> Any:
                 )
             continue
         try:
-            results.append(_create_one(ctx, topic, validate_only))
+            results.append(await _create_one(ctx, topic, validate_only))
         except KafkaError as exc:
             results.append(_topic_error(name, exc.code, error_message(exc)))
         except Exception:
@@ -324,7 +328,7 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
     assert broker.controller is not None
     for name, topic_id in to_delete:
         try:
-            broker.controller.delete_topic(name)
+            await broker.controller.delete_topic(name)
             log.info("Deleted topic %s (id %s) for client %s", name, topic_id, ctx.client_id)
             result(name, topic_id, ErrorCode.none, None)
         except KafkaError as exc:
@@ -338,12 +342,13 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
 # --------------------------------------------------------------------- CreatePartitions
 
 
-def _create_partitions_one(ctx: RequestContext, topic: Any, validate_only: bool) -> None:
+async def _create_partitions_one(ctx: RequestContext, topic: Any, validate_only: bool) -> None:
     controller = ctx.broker.controller
     assert controller is not None
     name, count = topic.name, int(topic.count)
-    # Existence and the count rules first (validate only), then the assignments.
-    controller.create_partitions(name, count, validate_only=True)
+    # Existence and the count rules first, then the assignments.
+    controller.validate_partition_increase(name, count)
+    manual: list[list[int]] | None = None
     if topic.assignments is not None:
         info = ctx.broker.image.topics[name]
         additional = count - len(info.partitions)
@@ -353,10 +358,13 @@ def _create_partitions_one(ctx: RequestContext, topic: Any, validate_only: bool)
                 f"{len(topic.assignments)} assignment(s) were specified."
             )
         replication = len(info.partitions[0].replicas)
+        manual = []
         for a in topic.assignments:
-            validate_manual_assignment(ctx, [int(b) for b in a.broker_ids], replication)
+            ids = [int(b) for b in a.broker_ids]
+            validate_manual_assignment(ctx, ids, replication)
+            manual.append(ids)
     if not validate_only:
-        controller.create_partitions(name, count)
+        await controller.create_partitions(name, count, assignment=manual)
         log.info("Topic %s now has %d partitions (client %s)", name, count, ctx.client_id)
 
 
@@ -376,7 +384,7 @@ async def handle_create_partitions(ctx: RequestContext, request: Any) -> Any:
             out.update(error_code=ErrorCode.invalid_request, error_message="Duplicate topic name.")
         else:
             try:
-                _create_partitions_one(ctx, topic, validate_only)
+                await _create_partitions_one(ctx, topic, validate_only)
             except KafkaError as exc:
                 out.update(error_code=exc.code, error_message=error_message(exc))
             except Exception:

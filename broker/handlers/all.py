@@ -10,6 +10,7 @@ from pybroker.broker.handlers import (  # noqa: F401
     groups,
     list_offsets,
     metadata,
+    offset_for_leader_epoch,
     offsets,
     produce,
     txn,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pybroker.broker.commit_wait import waits_for_commit
 from pybroker.broker.context import RequestContext
 from pybroker.broker.groups.consumer_coordinator import HeartbeatRequest
 from pybroker.broker.handlers.groups import (
@@ -26,6 +27,7 @@ from pybroker.protocol.errors import ErrorCode
 
 
 @api(68, "ConsumerGroupHeartbeat", 0, 1)
+@waits_for_commit()
 async def handle_consumer_group_heartbeat(ctx: RequestContext, request: Any) -> Any:
     owned = None
     if request.topic_partitions is not None:

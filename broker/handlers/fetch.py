@@ -26,15 +26,70 @@ from pybroker.protocol.fetch_encoder import (
     encode_fetch_response,
 )
 
-READ_COMMITTED = 1
+READ_UNCOMMITTED, READ_COMMITTED = 0, 1
+CONSUMER_REPLICA_ID = -1
 
 
-def _check_leader_epoch(current: int, ours: int) -> None:
-    if current < 0 or current == ours:
-        return
-    if current > ours:
-        raise KafkaError("Leader epoch is newer than the leader's", ErrorCode.unknown_leader_epoch)
-    raise KafkaError("Leader epoch is older than the leader's", ErrorCode.fenced_leader_epoch)
+def _has_known_partition(ctx: RequestContext, request: Any) -> bool:
+    """Whether any requested partition exists (Kafka's ``interesting`` is non-empty)."""
+    image = ctx.broker.image
+    for t in request.topics:
+        if ctx.version >= 13:
+            info = image.topic_by_id(t.topic_id) if t.topic_id not in (None, ZERO_UUID) else None
+        else:
+            info = image.topics.get(t.topic)
+        if info is not None and any(
+            0 <= int(p.partition) < len(info.partitions) for p in t.partitions
+        ):
+            return True
+    return False
+
+
+def _error_response(ctx: RequestContext, request: Any, code: ErrorCode) -> EncodedResponse:
+    """Kafka's FetchRequest.getErrorResponse: a top-level error; before v13 every
+    requested partition carries it too (v13+ sends no partitions)."""
+    v = ctx.version
+    topics: list[FetchTopic] = []
+    if v < 13:
+        topics = [
+            FetchTopic(
+                t.topic,
+                None,
+                [FetchPartition(int(p.partition), error_code=code) for p in t.partitions],
+            )
+            for t in request.topics
+        ]
+    return encode_fetch_response(
+        v, topics, error_code=code, session_id=int(getattr(request, "session_id", 0))
+    )
+
+
+def fetch_replica_id(request: Any, version: int) -> int:
+    """Who is fetching: -1 a consumer, a broker id a follower (KIP-903 moved the field
+    into ReplicaState from v15)."""
+    if version >= 15:
+        state = request.replica_state
+        return int(state.replica_id) if state is not None else CONSUMER_REPLICA_ID
+    return int(request.replica_id)
+
+
+def _fetch_data(request: Any, v: int) -> list[tuple[Any, list[Any]]]:
+    """The requested partitions as Kafka's FetchRequest.fetchData sees them: a LinkedHashMap
+    keyed by topic (id) and partition, so a repeated partition is read once, in its first
+    place, with its last entry; the response groups consecutive partitions of a topic."""
+    latest: dict[tuple[Any, int], tuple[Any, Any]] = {}
+    for t in request.topics:
+        key = t.topic_id if v >= 13 else t.topic
+        for p in t.partitions:
+            latest[(key, int(p.partition))] = (t, p)
+    groups: list[tuple[Any, list[Any]]] = []
+    last_key: Any = object()
+    for (key, _), (t, p) in latest.items():
+        if key != last_key:
+            groups.append((t, []))
+            last_key = key
+        groups[-1][1].append(p)
+    return groups
 
 
 def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int, list]:
@@ -44,11 +99,15 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
     rm = broker.replica_manager
     v = ctx.version
     budget = int(request.max_bytes) if v >= 3 else 2**31 - 1
-    committed = request.isolation_level == READ_COMMITTED
+    replica_id = fetch_replica_id(request, v)
+    follower = replica_id >= 0
+    # Followers and Kafka's debugging replica id read to the log end, isolation ignored.
+    to_log_end = replica_id != CONSUMER_REPLICA_ID
+    committed = request.isolation_level == READ_COMMITTED and not to_log_end
     total = 0
     keys = []
     topics: list[FetchTopic] = []
-    for t in request.topics:
+    for t, partitions in _fetch_data(request, v):
         if v >= 13:
             info = image.topic_by_id(t.topic_id) if t.topic_id not in (None, ZERO_UUID) else None
             name = info.name if info else ""
@@ -58,7 +117,7 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
             info = image.topics.get(name)
             unknown = ErrorCode.unknown_topic_or_partition
         out: list[FetchPartition] = []
-        for p in t.partitions:
+        for p in partitions:
             index = int(p.partition)
             fp = FetchPartition(index)
             out.append(fp)
@@ -66,10 +125,14 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
                 fp.error_code = unknown
                 continue
             try:
-                lg = rm.leader_log(name, index)
-                state = info.partitions[index]
-                if v >= 9:
-                    _check_leader_epoch(int(p.current_leader_epoch), state.leader_epoch)
+                epoch = int(p.current_leader_epoch) if v >= 9 else -1
+                part = rm.leader_partition(name, index, epoch)
+                if follower and replica_id not in part.followers:
+                    raise KafkaError(
+                        f"Replica {replica_id} is not a follower of {name}-{index}",
+                        ErrorCode.not_leader_or_follower,
+                    )
+                lg = part.log
                 hw = lg.high_watermark
                 lso = lg.last_stable_offset
                 fp.high_watermark = hw
@@ -79,12 +142,19 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
                 limit = min(int(p.partition_max_bytes), budget - total)
                 if limit <= 0 and total > 0:
                     continue
+                fetch_offset = int(p.fetch_offset)
+                if follower:
+                    # The follower's fetch offset is its log end: it may move the HW.
+                    rm.record_follower_fetch(
+                        replica_id, name, index, fetch_offset, int(p.log_start_offset)
+                    )
+                    fp.high_watermark = lg.high_watermark
                 res = lg.read(
-                    int(p.fetch_offset),
+                    fetch_offset,
                     max(limit, 0),
-                    max_offset=lso if committed else hw,
+                    max_offset=None if to_log_end else lso if committed else hw,
                     min_one_batch=total == 0,
-                    collect_aborted=committed,
+                    collect_aborted=committed and not to_log_end,
                 )
                 fp.records = list(res.slices)
                 total += res.total_bytes
@@ -106,6 +176,12 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> EncodedResponse:
         return encode_fetch_response(
             v, [], error_code=ErrorCode.fetch_session_id_not_found, session_id=0
         )
+    if request.isolation_level not in (READ_UNCOMMITTED, READ_COMMITTED) and _has_known_partition(
+        ctx, request
+    ):
+        # FetchIsolation.of -> IsolationLevel.forId throws IllegalArgumentException once a
+        # partition is to be read: KafkaApis.handleError answers UNKNOWN_SERVER_ERROR.
+        return _error_response(ctx, request, ErrorCode.unknown_server_error)
     max_wait = millis(request.max_wait) / 1000
     min_bytes = max(int(request.min_bytes), 1)
     deadline = time.monotonic() + max_wait

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+from pybroker.broker.commit_wait import waits_for_commit
 from pybroker.broker.context import RequestContext
 from pybroker.broker.groups.consumer_group import ConsumerGroup
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
@@ -52,7 +53,7 @@ def coordinator_of(ctx: RequestContext) -> GroupCoordinator:
 # ------------------------------------------------------------------ FindCoordinator
 
 
-def _find(ctx: RequestContext, key_type: int, key: str) -> tuple[ErrorCode, int, str, int]:
+async def _find(ctx: RequestContext, key_type: int, key: str) -> tuple[ErrorCode, int, str, int]:
     """Kafka's getCoordinator: (error, node id, host, port)."""
     no_node = (-1, "", -1)
     if key_type == KEY_TYPE_GROUP:
@@ -60,10 +61,11 @@ def _find(ctx: RequestContext, key_type: int, key: str) -> tuple[ErrorCode, int,
         info = broker.image.topics.get(OFFSETS_TOPIC)
         if info is None:
             try:
-                info = create_offsets_topic(broker)
+                await create_offsets_topic(broker)
             except KafkaError as exc:
-                log.warning("Cannot create %s: %s", OFFSETS_TOPIC, exc)
-                return (ErrorCode.coordinator_not_available, *no_node)
+                if exc.code != ErrorCode.topic_already_exists:  # a concurrent creation is fine
+                    log.warning("Cannot create %s: %s", OFFSETS_TOPIC, exc)
+                    return (ErrorCode.coordinator_not_available, *no_node)
         image = broker.image
         partition = coordinator_of(ctx).partition_for(key)
         state = image.partition(OFFSETS_TOPIC, partition)
@@ -77,10 +79,11 @@ def _find(ctx: RequestContext, key_type: int, key: str) -> tuple[ErrorCode, int,
         broker = ctx.broker
         if broker.image.topics.get(TXN_STATE_TOPIC) is None:
             try:
-                create_txn_topic(broker)
+                await create_txn_topic(broker)
             except KafkaError as exc:
-                log.warning("Cannot create %s: %s", TXN_STATE_TOPIC, exc)
-                return (ErrorCode.coordinator_not_available, *no_node)
+                if exc.code != ErrorCode.topic_already_exists:  # a concurrent creation is fine
+                    log.warning("Cannot create %s: %s", TXN_STATE_TOPIC, exc)
+                    return (ErrorCode.coordinator_not_available, *no_node)
         image = broker.image
         state = image.partition(TXN_STATE_TOPIC, broker.txn_coordinator.partition_for(key))
         node = image.brokers.get(state.leader) if state is not None else None
@@ -97,7 +100,7 @@ async def handle_find_coordinator(ctx: RequestContext, request: Any) -> Any:
     key_type = int(getattr(request, "key_type", KEY_TYPE_GROUP))
     cls = response_type(10, v)
     if v < 4:
-        error, node_id, host, port = _find(ctx, key_type, request.key)
+        error, node_id, host, port = await _find(ctx, key_type, request.key)
         return build(
             cls,
             throttle_time=0,
@@ -109,7 +112,7 @@ async def handle_find_coordinator(ctx: RequestContext, request: Any) -> Any:
         )
     coordinators = []
     for key in request.coordinator_keys:
-        error, node_id, host, port = _find(ctx, key_type, key)
+        error, node_id, host, port = await _find(ctx, key_type, key)
         coordinators.append(
             dict(
                 key=key,
@@ -142,6 +145,7 @@ def _waiter() -> tuple[asyncio.Future[Any], Any]:
 
 
 @api(11, "JoinGroup", 0, 9)
+@waits_for_commit()
 async def handle_join_group(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
     session_timeout = millis(request.session_timeout)
@@ -188,6 +192,7 @@ async def handle_join_group(ctx: RequestContext, request: Any) -> Any:
 
 
 @api(14, "SyncGroup", 0, 5)
+@waits_for_commit()
 async def handle_sync_group(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
     assignments = {a.member_id: bytes(a.assignment) for a in request.assignments}
@@ -228,6 +233,7 @@ async def handle_heartbeat(ctx: RequestContext, request: Any) -> Any:
 
 
 @api(13, "LeaveGroup", 0, 5)
+@waits_for_commit()
 async def handle_leave_group(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
     if v < 3:
@@ -334,6 +340,7 @@ async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
 
 
 @api(42, "DeleteGroups", 0, 2)
+@waits_for_commit()
 async def handle_delete_groups(ctx: RequestContext, request: Any) -> Any:
     unique = list(dict.fromkeys(request.groups_names))
     results = coordinator_of(ctx).delete_groups(unique)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from pybroker.broker.context import RequestContext
@@ -11,7 +12,7 @@ from pybroker.broker.groups.store import create_offsets_topic
 from pybroker.broker.handlers.registry import api
 from pybroker.protocol.codec import ZERO_UUID, build, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
-from pybroker.replication.metadata import ClusterImage, TopicInfo
+from pybroker.replication.metadata import ClusterImage, PartitionState, TopicInfo
 
 log = logging.getLogger(__name__)
 
@@ -24,24 +25,31 @@ CLUSTER_OPS_ALL = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 TOPIC_OPS_ALL = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
 
 
-def topic_entry(info: TopicInfo, ops: int = AUTHORIZED_OPS_NOT_REQUESTED) -> dict[str, Any]:
+def partition_entry(p: PartitionState, live: Collection[int]) -> dict[str, Any]:
+    """Kafka's KRaftMetadataCache.getPartitionMetadata: a leader that is not a live broker
+    is LEADER_NOT_AVAILABLE with leader -1; replicas on brokers that are not live are
+    listed as offline."""
+    leader_alive = p.leader >= 0 and p.leader in live
+    return dict(
+        error_code=ErrorCode.none if leader_alive else ErrorCode.leader_not_available,
+        partition_index=p.partition,
+        leader_id=p.leader if leader_alive else -1,
+        leader_epoch=p.leader_epoch,
+        replica_nodes=list(p.replicas),
+        isr_nodes=list(p.isr),
+        offline_replicas=[r for r in p.replicas if r not in live],
+    )
+
+
+def topic_entry(
+    info: TopicInfo, live: Collection[int], ops: int = AUTHORIZED_OPS_NOT_REQUESTED
+) -> dict[str, Any]:
     return dict(
         error_code=ErrorCode.none,
         name=info.name,
         topic_id=info.topic_id,
         is_internal=info.is_internal,
-        partitions=[
-            dict(
-                error_code=ErrorCode.none,
-                partition_index=p.partition,
-                leader_id=p.leader,
-                leader_epoch=p.leader_epoch,
-                replica_nodes=list(p.replicas),
-                isr_nodes=list(p.isr),
-                offline_replicas=[],
-            )
-            for p in info.partitions
-        ],
+        partitions=[partition_entry(p, live) for p in info.partitions],
         topic_authorized_operations=ops,
     )
 
@@ -64,16 +72,16 @@ def broker_entries(image: ClusterImage) -> list[dict[str, Any]]:
     ]
 
 
-def auto_create(ctx: RequestContext, name: str) -> dict[str, Any]:
+async def auto_create(ctx: RequestContext, name: str) -> dict[str, Any]:
     """Create ``name`` with the broker defaults, as Kafka does for a Metadata lookup."""
     broker = ctx.broker
     assert broker.controller is not None
     try:
         if name == OFFSETS_TOPIC:
             # Internal topics get their own partitions and configs (AutoTopicCreationManager).
-            info = create_offsets_topic(broker)
+            info = await create_offsets_topic(broker)
         else:
-            info = broker.controller.create_topic(
+            info = await broker.controller.create_topic(
                 name,
                 broker.config.num_partitions,
                 min(broker.config.default_replication_factor, len(broker.image.brokers)),
@@ -81,10 +89,10 @@ def auto_create(ctx: RequestContext, name: str) -> dict[str, Any]:
             )
     except KafkaError as exc:
         if exc.code == ErrorCode.topic_already_exists:
-            return topic_entry(broker.image.topics[name])
+            return topic_entry(broker.image.topics[name], broker.image.brokers)
         return error_entry(name, exc.code)
     log.info("Auto-created topic %s for client %s", name, ctx.client_id)
-    return topic_entry(info)
+    return topic_entry(info, broker.image.brokers)
 
 
 @api(3, "Metadata", 0, 12)
@@ -106,25 +114,54 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
     )
     topics: list[dict[str, Any]] = []
     requested = request.topics
+    if (
+        10 <= v < 12
+        and requested
+        and any(
+            t.name is None or (t.topic_id is not None and t.topic_id != ZERO_UUID)
+            for t in requested
+        )
+    ):
+        # KafkaApis.handleTopicMetadataRequest: v10-11 take neither a null name nor a topic
+        # id (InvalidRequestException); MetadataRequest.getErrorResponse answers every
+        # requested topic INVALID_REQUEST (a null name as "") and nothing else.
+        return build(
+            response_type(3, v),
+            throttle_time=0,
+            brokers=[],
+            cluster_id=None,
+            controller_id=-1,
+            topics=[
+                dict(error_entry(t.name or "", ErrorCode.invalid_request), topic_id=t.topic_id)
+                for t in requested
+            ],
+            cluster_authorized_operations=AUTHORIZED_OPS_NOT_REQUESTED,
+        )
     if requested is None or (v == 0 and not requested):
-        topics = [topic_entry(t, topic_ops) for t in image.topics.values()]
+        topics = [topic_entry(t, image.brokers, topic_ops) for t in image.topics.values()]
     else:
+        seen: set[Any] = set()
         for t in requested:
             name = t.name
             topic_id = getattr(t, "topic_id", None)
+            # Kafka collects the requested names (and ids) into sets: one entry each.
+            key = name if name is not None else topic_id
+            if key in seen:
+                continue
+            seen.add(key)
             if name is None:
                 info = image.topic_by_id(topic_id) if topic_id and topic_id != ZERO_UUID else None
                 topics.append(
-                    topic_entry(info, topic_ops)
+                    topic_entry(info, image.brokers, topic_ops)
                     if info
                     else error_entry(None, ErrorCode.unknown_topic_id, topic_id)
                 )
                 continue
             info = image.topics.get(name)
             if info is not None:
-                topics.append(topic_entry(info, topic_ops))
+                topics.append(topic_entry(info, image.brokers, topic_ops))
             elif allow_auto:
-                entry = auto_create(ctx, name)
+                entry = await auto_create(ctx, name)
                 if not entry["error_code"]:
                     entry["topic_authorized_operations"] = topic_ops
                 topics.append(entry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pybroker.broker.commit_wait import waits_for_commit
 from pybroker.broker.context import RequestContext
 from pybroker.broker.groups.coordinator import CommitEntry
 from pybroker.broker.groups.group import OffsetAndMetadata
@@ -22,6 +23,7 @@ from pybroker.protocol.errors import ErrorCode
 
 
 @api(8, "OffsetCommit", 2, 10)
+@waits_for_commit(ErrorCode.invalid_commit_offset_size)
 async def handle_offset_commit(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
     image = ctx.broker.image
@@ -203,6 +205,7 @@ async def handle_offset_fetch(ctx: RequestContext, request: Any) -> Any:
 
 
 @api(47, "OffsetDelete", 0, 0)
+@waits_for_commit()
 async def handle_offset_delete(ctx: RequestContext, request: Any) -> Any:
     image = ctx.broker.image
     known: list[tuple[str, list[int]]] = []

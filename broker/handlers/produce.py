@@ -32,7 +32,8 @@ from pybroker.broker.connection import CloseConnection
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.registry import api
 from pybroker.broker.txn.coordinator import TXN_STATE_TOPIC
-from pybroker.protocol.codec import build, response_type
+from pybroker.broker.txn.verification import verify_transaction
+from pybroker.protocol.codec import build, millis, response_type
 from pybroker.protocol.compression import ZSTD
 from pybroker.protocol.errors import (
     ErrorCode,
@@ -71,13 +72,37 @@ def _is_zstd(records: bytes) -> bool:
     return len(records) > 22 and records[22] & 0x07 == ZSTD
 
 
-def _has_transactional_records(request: Any) -> bool:
+def _has_transactional_records(topics: dict[str, dict[int, Any]]) -> bool:
     """Kafka's ProduceRequest.hasTransactionalRecords (attribute bit 4 of the batch)."""
     return any(
         pd.records is not None and len(pd.records) > 22 and pd.records[22] & 0x10
-        for topic in request.topic_data
-        for pd in topic.partition_data
+        for parts in topics.values()
+        for pd in parts.values()
     )
+
+
+def _partitions(request: Any) -> dict[str, dict[int, Any]]:
+    """The request's partitions by topic and index, as KafkaApis.handleProduceRequest keys
+    them (a Map per TopicPartition): a repeated partition is appended and answered once,
+    with its last entry; ProduceResponse groups partitions by topic name."""
+    topics: dict[str, dict[int, Any]] = {}
+    for topic in request.topic_data:
+        parts = topics.setdefault(topic.name, {})
+        for pd in topic.partition_data:
+            parts[int(pd.index)] = pd
+    return topics
+
+
+def _precheck(version: int, records: bytes) -> ErrorCode | None:
+    """ProduceRequest.validateRecords, which KafkaApis runs on every known partition before
+    the ReplicaManager looks at acks: at least one batch, magic 2, no zstd before v7."""
+    if len(records) < 17:
+        return ErrorCode.invalid_record
+    if records[16] != 2:
+        return ErrorCode.invalid_record
+    if version < 7 and _is_zstd(records):
+        return ErrorCode.unsupported_compression_type
+    return None
 
 
 def _transactional_producer(records: bytes | None) -> tuple[int, int] | None:
@@ -101,10 +126,11 @@ _UNVERIFIABLE = (
 )
 
 
-def _verify_transaction(
+async def _verify_transaction(
     ctx: RequestContext, txn_id: str, topic: str, index: int, producer: tuple[int, int]
 ) -> tuple[ErrorCode, str | None, tuple[int, int] | None]:
-    """KIP-890: (error, message, verified producer) for a partition's transactional data."""
+    """KIP-890: (error, message, verified producer) for a partition's transactional data,
+    asked of the transactional id's coordinator (this broker or another one)."""
     broker = ctx.broker
     pid, epoch = producer
     try:
@@ -115,13 +141,10 @@ def _verify_transaction(
         return ErrorCode.none, None, None
     add = ctx.version > 11  # Produce v12 (KIP-890 part 2) adds the partition
     tp = (topic, index)
-    coordinator = broker.txn_coordinator
     if broker.image.topics.get(TXN_STATE_TOPIC) is None:
         code = ErrorCode.coordinator_not_available
-    elif add:
-        code = coordinator.add_partitions(txn_id, pid, epoch, [tp], 2)
     else:
-        code = coordinator.verify_partitions(txn_id, pid, epoch, [tp])[tp]
+        code = (await verify_transaction(broker, txn_id, pid, epoch, [tp], add))[tp]
     # AddPartitionsToTxnManager's mapping for the producer
     if code == ErrorCode.producer_fenced:
         code = ErrorCode.invalid_producer_epoch
@@ -160,21 +183,33 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     failed = False
     to_flush = []
     txn_id = request.transactional_id
-    denied = txn_id is None and _has_transactional_records(request)
+    topics = _partitions(request)
+    denied = txn_id is None and _has_transactional_records(topics)
+    image = broker.image
+    if any(
+        pd.records is None and (denied or image.partition(name, index) is not None)
+        for name, parts in topics.items()
+        for index, pd in parts.items()
+    ):
+        # Kafka has no answer for null records on a partition it hosts: the append path
+        # (ReplicaManager.handleProduceAppend, records.batches) and then
+        # ProduceRequest.getErrorResponse (partitionSizes, records.sizeInBytes) throw
+        # NullPointerException, so no response is ever sent. Closing the connection is the
+        # observable equivalent without leaving the client waiting forever.
+        raise CloseConnection("Produce with null records for a partition this broker hosts")
     producers: dict[tuple[str, int], tuple[int, int]] = {}
     if txn_id is not None:
-        for topic in request.topic_data:
-            for pd in topic.partition_data:
+        for name, parts in topics.items():
+            for index, pd in parts.items():
                 found = _transactional_producer(pd.records)
                 if found is not None:
-                    producers[(topic.name, int(pd.index))] = found
+                    producers[(name, index)] = found
     # Kafka: "Transactional records contained more than one producer ID" fails it all.
     mixed = len(set(producers.values())) > 1
-    for topic in request.topic_data:
-        name = topic.name
+    awaiting: list[tuple[str, int, int]] = []  # acks=all: (topic, partition, offset after)
+    for name, partitions in topics.items():
         parts = []
-        for pd in topic.partition_data:
-            index = int(pd.index)
+        for index, pd in partitions.items():
             if denied or mixed:
                 code = (
                     ErrorCode.transactional_id_authorization_failed
@@ -184,19 +219,27 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                 parts.append(_partition_response(index, code))
                 failed = True
                 continue
-            if acks not in (0, 1, -1):
-                parts.append(_partition_response(index, ErrorCode.invalid_required_acks))
+            if pd.records is None:  # an unknown partition: never reaches the records
+                parts.append(_partition_response(index, ErrorCode.unknown_topic_or_partition))
                 failed = True
                 continue
-            if pd.records is None:
-                parts.append(_partition_response(index, ErrorCode.corrupt_message))
+            if acks not in (0, 1, -1):
+                # ReplicaManager.appendRecords answers INVALID_REQUIRED_ACKS for the
+                # partitions KafkaApis passed on: known ones whose records validated.
+                if image.partition(name, index) is None:
+                    code = ErrorCode.unknown_topic_or_partition
+                else:
+                    code = _precheck(ctx.version, pd.records) or ErrorCode.invalid_required_acks
+                parts.append(_partition_response(index, code))
                 failed = True
                 continue
             verified = None
             producer = producers.get((name, index))
             if producer is not None:
                 assert txn_id is not None
-                code, message, verified = _verify_transaction(ctx, txn_id, name, index, producer)
+                code, message, verified = await _verify_transaction(
+                    ctx, txn_id, name, index, producer
+                )
                 if code != ErrorCode.none:
                     log.debug("Produce to %s-%d not verified: %s", name, index, code.name)
                     parts.append(_partition_response(index, code, message=message))
@@ -230,6 +273,8 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                 )
             if lg.needs_flush(now_ms()):
                 to_flush.append(lg)
+            if acks == -1:
+                awaiting.append((name, index, info.last_offset + 1))
             parts.append(
                 _partition_response(
                     index,
@@ -245,6 +290,15 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: [lg.flush() for lg in to_flush]
         )
+    if awaiting:
+        # Kafka's DelayedProduce: answer once the ISR has every append (the HW passed it),
+        # or with the partition's error when that cannot happen within the timeout.
+        codes = await rm.wait_for_commit(awaiting, millis(request.timeout) / 1000)
+        for entry in responses:
+            for part in entry["partition_responses"]:
+                code = codes.get((entry["name"], part["index"]), ErrorCode.none)
+                if code != ErrorCode.none:
+                    part.update(error_code=code, base_offset=-1, log_append_time=-1)
     if acks == 0:
         if failed:
             # The producer cannot see errors with acks=0; Kafka closes the connection so it

@@ -20,8 +20,16 @@ the transaction coordinator (``broker.txn.coordinator``):
 - TxnOffsetCommit goes to the group coordinator once the transaction coordinator has
   verified that the group's offsets partition is in the transaction (v0-3: a partition
   that is not is INVALID_TXN_STATE, v4: TRANSACTION_ABORTABLE, v5 adds it).
-- WriteTxnMarkers v1 (v0 was removed in Kafka 4.0) appends the markers to local
-  partitions; the coordinator itself writes its markers without a round trip.
+- WriteTxnMarkers v1 (v0 was removed in Kafka 4.0) comes from transaction coordinators:
+  each marker is appended to the partition this broker leads, with its leader epoch and
+  acks=all, and answered once the ISR has it (Kafka appends with requiredAcks=-1 and
+  waits); NOT_LEADER_OR_FOLLOWER where this broker is not the leader, so the coordinator
+  looks the leader up again. The coordinator writes markers for partitions it leads
+  itself without a round trip (``broker.txn.markers``).
+- Coordinator writes to ``__transaction_state`` complete on commit: the answers to
+  InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn and EndTxn wait for it.
+- TxnOffsetCommit verification (KIP-890) asks the transactional id's coordinator, on
+  this broker or another one (``broker.txn.verification``).
 """
 
 from __future__ import annotations
@@ -33,8 +41,9 @@ from typing import Any
 from pybroker.broker.context import RequestContext
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, CommitEntry
 from pybroker.broker.handlers.registry import api
-from pybroker.broker.txn.coordinator import TransactionCoordinator
-from pybroker.broker.txn.store import LocalMarkerWriter
+from pybroker.broker.txn.coordinator import TXN_STATE_TOPIC, TransactionCoordinator, resolve
+from pybroker.broker.txn.markers import write_local_markers
+from pybroker.broker.txn.verification import verify_transaction
 from pybroker.protocol.codec import build, millis, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
 
@@ -111,7 +120,7 @@ def _topic_results(errors: dict[tuple[str, int], ErrorCode]) -> list[dict[str, A
     return [dict(name=t, results_by_partition=parts) for t, parts in by_topic.items()]
 
 
-def _add_or_verify(
+async def _add_or_verify(
     ctx: RequestContext,
     txn_id: str,
     producer_id: int,
@@ -133,7 +142,9 @@ def _add_or_verify(
     coordinator = txn_coordinator(ctx)
     if verify_only:
         return coordinator.verify_partitions(txn_id, producer_id, epoch, wanted)
-    code = coordinator.add_partitions(txn_id, producer_id, epoch, wanted, client_version)
+    code = await resolve(
+        coordinator.add_partitions(txn_id, producer_id, epoch, wanted, client_version)
+    )
     return dict.fromkeys(wanted, _fenced(code, ctx.version < 2))
 
 
@@ -142,7 +153,7 @@ async def handle_add_partitions_to_txn(ctx: RequestContext, request: Any) -> Any
     v = ctx.version
     cls = response_type(24, v)
     if v < 4:
-        errors = _add_or_verify(
+        errors = await _add_or_verify(
             ctx,
             request.v3_and_below_transactional_id,
             int(request.v3_and_below_producer_id),
@@ -154,7 +165,7 @@ async def handle_add_partitions_to_txn(ctx: RequestContext, request: Any) -> Any
         return build(cls, throttle_time=0, results_by_topic_v3_and_below=_topic_results(errors))
     results = []
     for txn in request.transactions:
-        errors = _add_or_verify(
+        errors = await _add_or_verify(
             ctx,
             txn.transactional_id,
             int(txn.producer_id),
@@ -175,11 +186,13 @@ async def handle_add_partitions_to_txn(ctx: RequestContext, request: Any) -> Any
 @api(25, "AddOffsetsToTxn", 0, 4)
 async def handle_add_offsets_to_txn(ctx: RequestContext, request: Any) -> Any:
     partition = ctx.broker.group_coordinator.partition_for(request.group_id)
-    code = txn_coordinator(ctx).add_partitions(
-        request.transactional_id,
-        int(request.producer_id),
-        int(request.producer_epoch),
-        [(OFFSETS_TOPIC, partition)],
+    code = await resolve(
+        txn_coordinator(ctx).add_partitions(
+            request.transactional_id,
+            int(request.producer_id),
+            int(request.producer_epoch),
+            [(OFFSETS_TOPIC, partition)],
+        )
     )
     return build(
         response_type(25, ctx.version), throttle_time=0, error_code=_fenced(code, ctx.version < 2)
@@ -218,23 +231,29 @@ async def handle_end_txn(ctx: RequestContext, request: Any) -> Any:
 
 @api(27, "WriteTxnMarkers", 1, 1)
 async def handle_write_txn_markers(ctx: RequestContext, request: Any) -> Any:
-    writer = LocalMarkerWriter(ctx.broker)
-    image = ctx.broker.image
-    markers = []
+    broker = ctx.broker
+    image = broker.image
+    written: list[tuple[Any, dict[tuple[str, int], ErrorCode], Any]] = []
     for marker in request.markers:
         wanted = [(t.name, int(p)) for t in marker.topics for p in t.partition_indexes]
         known = [tp for tp in wanted if image.partition(*tp) is not None]
         errors = dict.fromkeys(wanted, ErrorCode.unknown_topic_or_partition)
+        result: Any = None
         if known:
-            errors.update(
-                writer.write_markers(
-                    int(marker.producer_id),
-                    int(marker.producer_epoch),
-                    bool(marker.transaction_result),
-                    int(marker.coordinator_epoch),
-                    known,
-                )
+            # Appended now (in request order), answered once committed.
+            result = write_local_markers(
+                broker,
+                int(marker.producer_id),
+                int(marker.producer_epoch),
+                bool(marker.transaction_result),
+                int(marker.coordinator_epoch),
+                known,
             )
+        written.append((marker, errors, result))
+    markers = []
+    for marker, errors, result in written:
+        if result is not None:
+            errors.update(await resolve(result))
         by_topic: dict[str, list[dict[str, Any]]] = {}
         for (topic, p), code in errors.items():
             by_topic.setdefault(topic, []).append(dict(partition_index=p, error_code=code))
@@ -250,26 +269,28 @@ async def handle_write_txn_markers(ctx: RequestContext, request: Any) -> Any:
 # ------------------------------------------------------------------ TxnOffsetCommit
 
 
-def _verify_offsets_partition(
+async def _verify_offsets_partition(
     ctx: RequestContext, request: Any, partition: int
 ) -> tuple[ErrorCode, bool]:
     """KIP-890 verification of the group's offsets partition: (error, verified).
 
+    Asked of the transactional id's coordinator, here or on another broker.
     AddPartitionsToTxnManager's mapping: PRODUCER_FENCED -> INVALID_PRODUCER_EPOCH,
     TRANSACTION_ABORTABLE -> INVALID_TXN_STATE below v4; v5 adds the partition."""
     v = ctx.version
-    coordinator = txn_coordinator(ctx)
     tp = (OFFSETS_TOPIC, partition)
     pid, epoch = int(request.producer_id), int(request.producer_epoch)
     lg = ctx.broker.log_manager.get_log(OFFSETS_TOPIC, partition)
     if lg is not None and lg.producer_state.has_ongoing_txn(pid, epoch):
         return ErrorCode.none, False
-    if ctx.broker.image.topics.get("__transaction_state") is None:
+    if ctx.broker.image.topics.get(TXN_STATE_TOPIC) is None:
         return ErrorCode.coordinator_not_available, False
-    if v > 4:
-        code = coordinator.add_partitions(request.transactional_id, pid, epoch, [tp], 2)
-    else:
-        code = coordinator.verify_partitions(request.transactional_id, pid, epoch, [tp])[tp]
+    if not request.transactional_id:
+        return ErrorCode.invalid_request, False
+    codes = await verify_transaction(
+        ctx.broker, request.transactional_id, pid, epoch, [tp], add=v > 4
+    )
+    code = codes[tp]
     if code == ErrorCode.producer_fenced:
         code = ErrorCode.invalid_producer_epoch
     elif code == ErrorCode.transaction_abortable and v <= 3:
@@ -311,7 +332,7 @@ async def handle_txn_offset_commit(ctx: RequestContext, request: Any) -> Any:
         error = groups.check_group(group_id)
         if error is None:
             partition = groups.partition_for(group_id)
-            error, verified = _verify_offsets_partition(ctx, request, partition)
+            error, verified = await _verify_offsets_partition(ctx, request, partition)
         if error is not None and error != ErrorCode.none:
             errors = [error] * len(entries)
         else:

@@ -25,20 +25,36 @@ rules, request by request, are Kafka 4's (``TransactionCoordinator.scala``):
   producer is fenced); ids idle for ``transactional.id.expiration.ms`` in a final state
   are deleted with a tombstone.
 
-Mechanism differs from Kafka in one way: the markers go to partitions of this broker, so
-the coordinator writes them through a ``MarkerWriter`` synchronously, right after the
-Prepare record; a partition that cannot take its marker yet is retried on a timer while
-the id stays in its Prepare state (and answers CONCURRENT_TRANSACTIONS). At start-up
-(``load``), ids found in PrepareCommit/PrepareAbort get their markers and complete;
-Ongoing ones are aborted by the timeout like any other.
+Writes complete on commit, as in Kafka's ``TransactionStateManager.appendTransactionToLog``:
+the store appends a record and, when the partition's high watermark does not cover it yet
+(a replicated partition), hands back a future of the commit (ReplicaManager's
+``wait_for_commit``); the in-memory transition completes only then, and the request is
+answered only then (EndTxn after PrepareCommit/PrepareAbort is committed, InitProducerId
+after its record). Meanwhile the id has a pending state and other requests for it get
+CONCURRENT_TRANSACTIONS. A single node commits on append, so every step there stays
+synchronous; methods therefore return either a value or a future of it (``Outcome``;
+``resolve`` awaits either). Failures map as Kafka's do (COORDINATOR_NOT_AVAILABLE,
+NOT_COORDINATOR), and a commit that lands after the partition moved to another
+coordinator epoch answers NOT_COORDINATOR.
+
+Markers (Kafka's ``TransactionMarkerChannelManager``) go through a ``MarkerWriter``: it
+writes to the leader of each partition, locally or with WriteTxnMarkers, and answers each
+partition's error, at once or as a future. Failed partitions are retried on a timer (the
+writer looks their leaders up again) while the id stays in its Prepare state; once every
+marker is written (committed by its partition's ISR) CompleteCommit/CompleteAbort is
+written. A coordinator that gains a ``__transaction_state`` partition (``load``) completes
+the ids it finds in PrepareCommit/PrepareAbort by sending their markers again; Ongoing ones
+are aborted by the timeout like any other. One that loses it (``unload``) drops its ids
+and answers NOT_COORDINATOR.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pybroker.broker.groups.records import partition_for
 from pybroker.broker.scheduling import Scheduler, TimerHandle
@@ -66,13 +82,70 @@ TXN_STATE_TOPIC = "__transaction_state"
 MARKER_RETRY_BACKOFF_MS = 100
 S = TxnState
 Record = tuple[bytes, bytes | None]
+T = TypeVar("T")
+U = TypeVar("U")
+# A result now, or a future of it (a write that waits for its commit).
+Outcome = T | asyncio.Future[T]
+
+
+def then(outcome: T | asyncio.Future[T], fn: Callable[[T], U | asyncio.Future[U]]) -> Any:
+    """``fn(result)`` of an outcome: called at once for a value, else when the future is
+    done (Kafka's response callbacks). ``fn`` runs even if the caller stopped waiting (the
+    state transition must complete); a future ``fn`` returns is chained."""
+    if not isinstance(outcome, asyncio.Future):
+        return fn(outcome)
+    out: asyncio.Future[Any] = outcome.get_loop().create_future()
+
+    def done(f: asyncio.Future[T]) -> None:
+        if f.cancelled():
+            if not out.done():
+                out.cancel()
+            return
+        exc = f.exception()
+        if exc is not None:
+            if not out.done():
+                out.set_exception(exc)
+            return
+        try:
+            result = fn(f.result())
+        except Exception as e:
+            log.exception("Transaction coordinator callback failed")
+            if not out.done():
+                out.set_exception(e)
+            return
+        if isinstance(result, asyncio.Future):
+            result.add_done_callback(lambda g: _copy_result(g, out))
+        elif not out.done():
+            out.set_result(result)
+
+    outcome.add_done_callback(done)
+    return out
+
+
+def _copy_result(src: asyncio.Future[Any], dst: asyncio.Future[Any]) -> None:
+    if dst.done():
+        return
+    if src.cancelled():
+        dst.cancel()
+    elif src.exception() is not None:
+        dst.set_exception(src.exception())  # type: ignore[arg-type]
+    else:
+        dst.set_result(src.result())
+
+
+async def resolve(outcome: T | asyncio.Future[T]) -> T:
+    """The result of an outcome; a caller that is cancelled leaves the work running."""
+    if isinstance(outcome, asyncio.Future):
+        return await asyncio.shield(outcome)
+    return outcome
 
 
 class TxnStore(Protocol):
     """The partitions of ``__transaction_state``."""
 
-    def append(self, partition: int, records: Sequence[Record]) -> None:
-        """Append as one batch (acks=all); raises KafkaError as a produce would."""
+    def append(self, partition: int, records: Sequence[Record]) -> asyncio.Future[ErrorCode] | None:
+        """Append as one batch (acks=all); raises KafkaError as a produce would. None when
+        the append is committed on return, else a future of the commit's error."""
 
     def read(self, partition: int) -> Iterable[tuple[bytes | None, bytes | None]]:
         """Every (key, value) of the partition in offset order."""
@@ -86,8 +159,9 @@ class MarkerWriter(Protocol):
         commit: bool,
         coordinator_epoch: int,
         partitions: Sequence[TopicPartition],
-    ) -> dict[TopicPartition, ErrorCode]:
-        """Append a COMMIT/ABORT marker to each partition; the error of each."""
+    ) -> dict[TopicPartition, ErrorCode] | asyncio.Future[dict[TopicPartition, ErrorCode]]:
+        """Write a COMMIT/ABORT marker to each partition (at its leader, committed by the
+        ISR); the error of each, now or as a future."""
 
     def partition_exists(self, tp: TopicPartition) -> bool:
         """False once the topic or partition is gone (its marker is skipped)."""
@@ -300,6 +374,9 @@ class TransactionCoordinator:
         self._timers.clear()
         for p in sorted(self.partitions):
             self.unload(p)
+        close = getattr(self.markers, "close", None)
+        if close is not None:
+            close()
 
     def _lookup(self, txn_id: str) -> tuple[ErrorCode | None, _PartitionCache | None]:
         cache = self.partitions.get(self.partition_for(txn_id))
@@ -317,28 +394,65 @@ class TransactionCoordinator:
     # =================================================================== log writes
     def _append(
         self, txn: TransactionMetadata, coordinator_epoch: int, transit: TxnTransit
-    ) -> ErrorCode:
-        """Write ``transit`` to ``__transaction_state`` and complete it, or drop it."""
+    ) -> Outcome[ErrorCode]:
+        """Write ``transit`` to ``__transaction_state``; once committed, complete it (or drop
+        it on failure). Kafka's appendTransactionToLog and its callback."""
         partition = self.partition_for(txn.transactional_id)
         record = (encode_txn_key(txn.transactional_id), encode_txn_value(transit.to_log_value()))
         try:
-            self.store.append(partition, [record])
+            waiter = self.store.append(partition, [record])
         except KafkaError as e:
-            code = _log_append_error(e.code)
+            return self._appended(txn, partition, coordinator_epoch, transit, e.code, str(e))
+        if waiter is None:
+            return self._appended(txn, partition, coordinator_epoch, transit, ErrorCode.none)
+        return then(
+            waiter,
+            lambda code: self._appended(txn, partition, coordinator_epoch, transit, code),
+        )
+
+    def _appended(
+        self,
+        txn: TransactionMetadata,
+        partition: int,
+        coordinator_epoch: int,
+        transit: TxnTransit,
+        code: ErrorCode,
+        why: str = "",
+    ) -> ErrorCode:
+        if code != ErrorCode.none:
+            mapped = _log_append_error(code)
             log.info(
-                "Appending %s's new metadata %s failed: %s (%s)",
+                "Appending %s's new metadata %s failed: %s%s (%s)",
                 txn.transactional_id,
                 transit,
-                e,
                 code.name,
+                f" {why}" if why else "",
+                mapped.name,
             )
             txn.abort_transition()
-            return code
+            return mapped
         cache = self.partitions.get(partition)
-        if cache is None or cache.coordinator_epoch != coordinator_epoch:
+        if (
+            cache is None
+            or cache.coordinator_epoch != coordinator_epoch
+            or cache.txns.get(txn.transactional_id) is not txn
+        ):
+            # The partition moved (or was reloaded) while the record was being committed.
+            log.info(
+                "%s's metadata %s was committed, but coordinator epoch %d is gone; "
+                "answering NOT_COORDINATOR",
+                txn.transactional_id,
+                transit,
+                coordinator_epoch,
+            )
             txn.abort_transition()
             return ErrorCode.not_coordinator
-        txn.complete_transition(transit)
+        try:
+            txn.complete_transition(transit)
+        except IllegalTxnStateError as e:
+            log.error("Cannot complete %s's transition: %s", txn.transactional_id, e)
+            txn.abort_transition()
+            return ErrorCode.unknown_server_error
         return ErrorCode.none
 
     # =================================================================== InitProducerId
@@ -381,7 +495,9 @@ class TransactionCoordinator:
                 )
                 cache.txns[txn_id] = txn
                 new_pid = None
-            return self._init_transit(txn, cache.coordinator_epoch, timeout_ms, expected, new_pid)
+            return await resolve(
+                self._init_transit(txn, cache.coordinator_epoch, timeout_ms, expected, new_pid)
+            )
         return (ErrorCode.concurrent_transactions, *fail)
 
     def _init_transit(
@@ -391,7 +507,7 @@ class TransactionCoordinator:
         timeout_ms: int,
         expected: tuple[int, int] | None,
         new_pid: int | None,
-    ) -> tuple[ErrorCode, int, int]:
+    ) -> Outcome[tuple[ErrorCode, int, int]]:
         fail = (NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
         if txn.pending:
             return (ErrorCode.concurrent_transactions, *fail)
@@ -408,12 +524,19 @@ class TransactionCoordinator:
         if state == S.ONGOING:
             # Fence the current producer and abort its transaction; the client retries.
             fence = txn.prepare_fence_producer_epoch()
-            error, _, _ = self._end_transaction(
+            ended = self._end_transaction(
                 txn, fence.producer_id, fence.producer_epoch, False, False, 0
             )
             if txn.pending_state == S.PREPARE_EPOCH_FENCE:
                 txn.pending_state = None
-            return (error if error != ErrorCode.none else ErrorCode.concurrent_transactions, *fail)
+            # Answered once PrepareAbort is committed (Kafka's sendRetriableErrorCallback).
+            return then(
+                ended,
+                lambda r: (
+                    r[0] if r[0] != ErrorCode.none else ErrorCode.concurrent_transactions,
+                    *fail,
+                ),
+            )
         if state not in (S.EMPTY, S.COMPLETE_COMMIT, S.COMPLETE_ABORT):
             log.error("Found transactional id %s in state %s", txn.transactional_id, state)
             return (ErrorCode.unknown_server_error, *fail)
@@ -430,9 +553,11 @@ class TransactionCoordinator:
             if found is None:
                 return (ErrorCode.producer_fenced, *fail)
             transit = found
-        error = self._append(txn, coordinator_epoch, transit)
+        return then(self._append(txn, coordinator_epoch, transit), lambda e: self._inited(txn, e))
+
+    def _inited(self, txn: TransactionMetadata, error: ErrorCode) -> tuple[ErrorCode, int, int]:
         if error != ErrorCode.none:
-            return (error, *fail)
+            return error, NO_PRODUCER_ID, NO_PRODUCER_EPOCH
         log.info(
             "Initialized transactional id %s with producer id %d and epoch %d on %s-%d",
             txn.transactional_id,
@@ -451,7 +576,7 @@ class TransactionCoordinator:
         producer_epoch: int,
         partitions: Iterable[TopicPartition],
         client_version: int = 0,
-    ) -> ErrorCode:
+    ) -> Outcome[ErrorCode]:
         """Kafka's handleAddPartitionsToTransaction (also AddOffsetsToTxn)."""
         if not txn_id:
             return ErrorCode.invalid_request
@@ -529,8 +654,10 @@ class TransactionCoordinator:
         txn = cache.txns.get(txn_id)
         if txn is None:
             return ErrorCode.invalid_producer_id_mapping, NO_PRODUCER_ID, NO_PRODUCER_EPOCH
-        return self._end_transaction(
-            txn, producer_id, producer_epoch, commit, True, client_version, next_pid
+        return await resolve(
+            self._end_transaction(
+                txn, producer_id, producer_epoch, commit, True, client_version, next_pid
+            )
         )
 
     def _end_transaction(
@@ -542,7 +669,7 @@ class TransactionCoordinator:
         from_client: bool,
         client_version: int,
         next_pid: int = NO_PRODUCER_ID,
-    ) -> tuple[ErrorCode, int, int]:
+    ) -> Outcome[tuple[ErrorCode, int, int]]:
         none = (NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
         cache = self.partitions.get(self.partition_for(txn.transactional_id))
         if cache is None:
@@ -591,20 +718,25 @@ class TransactionCoordinator:
         else:
             log.error("Found transactional id %s in state %s", txn.transactional_id, state)
             return (ErrorCode.unknown_server_error, *none)
-        error = self._append(txn, cache.coordinator_epoch, transit)
-        if error != ErrorCode.none:
-            if is_fence:
-                txn.has_failed_epoch_fence = True
-                log.warning(
-                    "Failed to write the epoch fence of %s (%s); its epoch was bumped to %d "
-                    "without telling the client",
-                    txn.transactional_id,
-                    error.name,
-                    transit.producer_epoch,
-                )
-            return (error, *none)
-        self._send_markers(txn, cache.coordinator_epoch, commit, self.clock())
-        return (ErrorCode.none, *none)
+        epoch = cache.coordinator_epoch
+
+        def prepared(error: ErrorCode) -> tuple[ErrorCode, int, int]:
+            if error != ErrorCode.none:
+                if is_fence:
+                    txn.has_failed_epoch_fence = True
+                    log.warning(
+                        "Failed to write the epoch fence of %s (%s); its epoch was bumped to "
+                        "%d without telling the client",
+                        txn.transactional_id,
+                        error.name,
+                        transit.producer_epoch,
+                    )
+                return (error, *none)
+            # Prepare is committed: answer, and write the markers.
+            self._send_markers(txn, epoch, commit, self.clock())
+            return (ErrorCode.none, *none)
+
+        return then(self._append(txn, epoch, transit), prepared)
 
     def _end_transaction_v2(
         self,
@@ -616,7 +748,7 @@ class TransactionCoordinator:
         from_client: bool,
         client_version: int,
         next_pid: int,
-    ) -> tuple[ErrorCode, int, int]:
+    ) -> Outcome[tuple[ErrorCode, int, int]]:
         """KIP-890 part 2: every completion bumps the epoch (Kafka's endTransaction)."""
         none = (NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
         current = (txn.producer_id, txn.producer_epoch)
@@ -693,15 +825,19 @@ class TransactionCoordinator:
         if transit.next_producer_id == NO_PRODUCER_ID and txn.epoch_exhausted and not is_fence:
             txn.abort_transition()  # the caller must fetch a new producer id first
             return (ErrorCode.concurrent_transactions, *none)
-        error = self._append(txn, cache.coordinator_epoch, transit)
-        if error != ErrorCode.none:
-            if is_fence:
-                txn.has_failed_epoch_fence = True
-            return (error, *none)
-        self._send_markers(txn, cache.coordinator_epoch, commit, self.clock())
-        # Kafka answers with the epoch after the bump (and, markers being written here at
-        # once, the rotated producer id when the epoch overflowed).
-        return ErrorCode.none, txn.producer_id, txn.producer_epoch
+        epoch = cache.coordinator_epoch
+
+        def prepared(error: ErrorCode) -> tuple[ErrorCode, int, int]:
+            if error != ErrorCode.none:
+                if is_fence:
+                    txn.has_failed_epoch_fence = True
+                return (error, *none)
+            complete = self._send_markers(txn, epoch, commit, self.clock())
+            # Kafka answers with the producer id and epoch of the completion (after the
+            # bump; the rotated producer id when the epoch overflowed).
+            return ErrorCode.none, complete.producer_id, complete.producer_epoch
+
+        return then(self._append(txn, epoch, transit), prepared)
 
     @staticmethod
     def _invalid(txn: TransactionMetadata, commit: bool) -> ErrorCode:
@@ -716,70 +852,114 @@ class TransactionCoordinator:
     # =================================================================== markers
     def _send_markers(
         self, txn: TransactionMetadata, coordinator_epoch: int, commit: bool, now: int
-    ) -> None:
-        """PrepareCommit/PrepareAbort is in the log: write the markers, then Complete."""
+    ) -> TxnTransit:
+        """PrepareCommit/PrepareAbort is committed: write the markers, then Complete.
+        Returns the completion to be written (the id is pending it meanwhile)."""
         complete = txn.prepare_complete(now)
         work = _MarkerWork(txn, coordinator_epoch, commit, complete, set(txn.partitions))
         self._marker_work[txn.transactional_id] = work
         self._write_markers(work)
+        return complete
 
-    def _write_markers(self, work: _MarkerWork) -> None:
-        work.timer = None
+    def _current(self, work: _MarkerWork) -> bool:
+        """Whether ``work`` is still this coordinator's to do (same id, same epoch)."""
         txn = work.txn
         if self._marker_work.get(txn.transactional_id) is not work:
-            return
+            return False
         cache = self.partitions.get(self.partition_for(txn.transactional_id))
         if cache is None or cache.coordinator_epoch != work.coordinator_epoch:
             self._marker_work.pop(txn.transactional_id, None)
+            return False
+        return True
+
+    def _write_markers(self, work: _MarkerWork) -> None:
+        work.timer = None
+        if not self._current(work):
             return
-        if work.remaining:
-            gone = {tp for tp in work.remaining if not self.markers.partition_exists(tp)}
-            if gone:
-                log.info(
-                    "Skipping the markers of %s for %s: the partitions are deleted",
-                    txn.transactional_id,
-                    sorted(gone),
-                )
-                work.remaining -= gone
-            errors = self.markers.write_markers(
+        txn = work.txn
+        if not work.remaining:
+            self._write_completion(work)
+            return
+        gone = {tp for tp in work.remaining if not self.markers.partition_exists(tp)}
+        if gone:
+            log.info(
+                "Skipping the markers of %s for %s: the partitions are deleted",
+                txn.transactional_id,
+                sorted(gone),
+            )
+            work.remaining -= gone
+            if not work.remaining:
+                self._write_completion(work)
+                return
+        try:
+            written = self.markers.write_markers(
                 txn.producer_id,
                 txn.producer_epoch,
                 work.commit,
                 work.coordinator_epoch,
                 sorted(work.remaining),
             )
-            for tp, code in errors.items():
-                if code == ErrorCode.none:
-                    work.remaining.discard(tp)
-                elif code in (
-                    ErrorCode.invalid_producer_epoch,
-                    ErrorCode.transaction_coordinator_fenced,
-                ):
-                    # Kafka: "producer or coordinator epoch has changed, this txn can now be
-                    # ignored" (a newer epoch already ended it on that partition).
-                    log.warning(
-                        "Marker of %s for %s refused with %s; not retried",
-                        txn.transactional_id,
-                        tp,
-                        code.name,
-                    )
-                    work.remaining.discard(tp)
-                else:
-                    log.info(
-                        "Marker of %s for %s failed with %s; retrying",
-                        txn.transactional_id,
-                        tp,
-                        code.name,
-                    )
-            if work.remaining:
-                work.timer = self._later(MARKER_RETRY_BACKOFF_MS, self._write_markers, work)
-                return
-        error = self._append(txn, work.coordinator_epoch, work.complete)
+        except Exception:
+            log.exception("Writing the markers of %s failed; retrying", txn.transactional_id)
+            written = {}
+        then(written, lambda errors: self._markers_written(work, errors))
+
+    def _markers_written(self, work: _MarkerWork, errors: dict[TopicPartition, ErrorCode]) -> None:
+        """Kafka's TransactionMarkerRequestCompletionHandler."""
+        if not self._current(work):
+            return
+        txn = work.txn
+        for tp, code in errors.items():
+            if code == ErrorCode.none:
+                work.remaining.discard(tp)
+            elif code in (
+                ErrorCode.invalid_producer_epoch,
+                ErrorCode.transaction_coordinator_fenced,
+            ):
+                # Kafka: "producer or coordinator epoch has changed, this txn can now be
+                # ignored" (a newer epoch already ended it on that partition).
+                log.warning(
+                    "Marker of %s for %s refused with %s; not retried",
+                    txn.transactional_id,
+                    tp,
+                    code.name,
+                )
+                work.remaining.discard(tp)
+            elif code in (ErrorCode.unsupported_for_message_format, ErrorCode.unsupported_version):
+                # Kafka: the producer could not have written there; drop the partition.
+                work.remaining.discard(tp)
+            else:
+                # NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, NOT_ENOUGH_REPLICAS(_AFTER
+                # _APPEND), REQUEST_TIMED_OUT, a lost connection...: the writer looks the
+                # leader up again on the retry.
+                log.info(
+                    "Marker of %s for %s failed with %s; retrying",
+                    txn.transactional_id,
+                    tp,
+                    code.name,
+                )
+        if work.remaining:
+            work.timer = self._later(MARKER_RETRY_BACKOFF_MS, self._write_markers, work)
+            return
+        self._write_completion(work)
+
+    def _write_completion(self, work: _MarkerWork) -> None:
+        """Every marker is written: CompleteCommit/CompleteAbort (Kafka's
+        maybeWriteTxnCompletion, retried while the log is unavailable)."""
+        txn = work.txn
+        then(
+            self._append(txn, work.coordinator_epoch, work.complete),
+            lambda error: self._completed(work, error),
+        )
+
+    def _completed(self, work: _MarkerWork, error: ErrorCode) -> None:
+        txn = work.txn
         if error == ErrorCode.none:
-            self._marker_work.pop(txn.transactional_id, None)
+            if self._marker_work.get(txn.transactional_id) is work:
+                self._marker_work.pop(txn.transactional_id, None)
             log.debug("Completed transaction %s: %s", txn.transactional_id, txn.state.display)
             return
-        if error == ErrorCode.coordinator_not_available:
+        if error == ErrorCode.coordinator_not_available and self._current(work):
             # Kafka retries the completion while the log is unavailable; the pending
             # state must be set again for the retry.
             work.complete = txn.prepare_complete(self.clock())
@@ -788,9 +968,10 @@ class TransactionCoordinator:
         log.warning(
             "Cannot complete transaction %s: %s; a new coordinator will",
             txn.transactional_id,
-            error,
+            error.name,
         )
-        self._marker_work.pop(txn.transactional_id, None)
+        if self._marker_work.get(txn.transactional_id) is work:
+            self._marker_work.pop(txn.transactional_id, None)
 
     # =================================================================== background
     def abort_timed_out_transactions(self) -> int:
@@ -812,20 +993,28 @@ class TransactionCoordinator:
                     txn.timeout_ms,
                 )
                 fence = txn.prepare_fence_producer_epoch()
-                error, _, _ = self._end_transaction(
+                ended = self._end_transaction(
                     txn, fence.producer_id, fence.producer_epoch, False, False, 0
                 )
-                if error == ErrorCode.none:
+                if txn.pending_state == S.PREPARE_EPOCH_FENCE:
+                    # Refused before anything was written.
+                    txn.pending_state = None
+                # Counted when started (a replicated write completes later).
+                if then(ended, lambda r, t=txn: self._timed_out_aborted(t, r[0])):
                     aborted += 1
-                else:
-                    log.warning(
-                        "Rollback of timed-out transaction %s failed: %s",
-                        txn.transactional_id,
-                        error.name,
-                    )
-                    if txn.pending_state == S.PREPARE_EPOCH_FENCE:
-                        txn.pending_state = None
         return aborted
+
+    @staticmethod
+    def _timed_out_aborted(txn: TransactionMetadata, error: ErrorCode) -> bool:
+        if error != ErrorCode.none:
+            log.warning(
+                "Rollback of timed-out transaction %s failed: %s",
+                txn.transactional_id,
+                error.name,
+            )
+            if txn.pending_state == S.PREPARE_EPOCH_FENCE:
+                txn.pending_state = None
+        return error == ErrorCode.none
 
     def remove_expired_transactional_ids(self) -> int:
         """Tombstone ids idle in a final state for transactional.id.expiration.ms."""
@@ -843,21 +1032,45 @@ class TransactionCoordinator:
             for txn in expired:
                 txn.prepare_dead()
             try:
-                self.store.append(
+                waiter = self.store.append(
                     partition, [(encode_txn_key(t.transactional_id), None) for t in expired]
                 )
             except KafkaError as e:
-                log.warning(
-                    "Cannot expire transactional ids in %s-%d: %s", TXN_STATE_TOPIC, partition, e
-                )
-                for txn in expired:
-                    txn.abort_transition()
+                self._expired(partition, cache, expired, e.code)
                 continue
-            for txn in expired:
-                cache.txns.pop(txn.transactional_id, None)
-                log.info("Expired transactional id %s", txn.transactional_id)
+            then(
+                ErrorCode.none if waiter is None else waiter,
+                lambda code, p=partition, c=cache, ex=expired: self._expired(p, c, ex, code),
+            )
             removed += len(expired)
         return removed
+
+    def _expired(
+        self,
+        partition: int,
+        cache: _PartitionCache,
+        expired: list[TransactionMetadata],
+        code: ErrorCode,
+    ) -> None:
+        """The tombstones of expired ids are committed (or not): Kafka's
+        removeFromCacheCallback."""
+        if code != ErrorCode.none:
+            log.warning(
+                "Cannot expire transactional ids in %s-%d: %s",
+                TXN_STATE_TOPIC,
+                partition,
+                code.name,
+            )
+            for txn in expired:
+                txn.abort_transition()
+            return
+        owned = self.partitions.get(partition) is cache
+        for txn in expired:
+            mine = owned and cache.txns.get(txn.transactional_id) is txn
+            if mine and txn.pending_state == S.DEAD:
+                cache.txns.pop(txn.transactional_id, None)
+                log.info("Expired transactional id %s", txn.transactional_id)
+            txn.abort_transition()
 
     # =================================================================== admin
     def describe(self, txn_id: str) -> tuple[ErrorCode, TransactionMetadata | None]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from pybroker.protocol.errors import ErrorCode, KafkaError
 from pybroker.replication.producer_id_store import (
@@ -16,13 +17,35 @@ from pybroker.replication.producer_id_store import (
     ProducerIdsBlock,
     ProducerIdStoreError,
 )
+from pybroker.replication.zk_store import ProducerIdsExhaustedError
 
 log = logging.getLogger(__name__)
 
 
+Allocator = Callable[[int, int], Awaitable[ProducerIdsBlock]]
+
+
+def local_allocator(store: LocalProducerIdStore) -> Allocator:
+    """Blocks from the single node's file store, written in a worker thread."""
+
+    async def allocate(broker_id: int, size: int) -> ProducerIdsBlock:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, store.allocate, broker_id, size)
+
+    return allocate
+
+
 class ProducerIdManager:
-    def __init__(self, store: LocalProducerIdStore, broker_id: int, block_size: int = BLOCK_SIZE):
-        self.store = store
+    """``allocate(broker_id, size)`` claims the next block durably: the local file store
+    on a single node, ``/latest_producer_id_block`` in ZooKeeper in a cluster."""
+
+    def __init__(
+        self,
+        store: LocalProducerIdStore | Allocator,
+        broker_id: int,
+        block_size: int = BLOCK_SIZE,
+    ):
+        self.allocate = local_allocator(store) if isinstance(store, LocalProducerIdStore) else store
         self.broker_id = broker_id
         self.block_size = block_size
         self._block: ProducerIdsBlock | None = None
@@ -45,12 +68,9 @@ class ProducerIdManager:
         async with self._lock:
             pid = self._take()
             if pid is None:
-                loop = asyncio.get_running_loop()
                 try:
-                    block = await loop.run_in_executor(
-                        None, self.store.allocate, self.broker_id, self.block_size
-                    )
-                except ProducerIdStoreError as e:
+                    block = await self.allocate(self.broker_id, self.block_size)
+                except (ProducerIdStoreError, ProducerIdsExhaustedError) as e:
                     log.error("Cannot allocate a producer id block: %s", e)
                     raise KafkaError(str(e), ErrorCode.unknown_server_error) from e
                 log.info(

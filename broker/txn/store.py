@@ -1,32 +1,37 @@
 """The transaction coordinator's ties to the broker: ``__transaction_state``, markers, image.
 
 - ``LogTxnStore`` appends coordinator records as one uncompressed batch through the
-  ReplicaManager (acks=all, as Kafka's TransactionStateManager does) and reads a partition
-  back for loading.
-- ``LocalMarkerWriter`` writes COMMIT/ABORT control batches to partitions this broker
-  leads (the single-node form of Kafka's WriteTxnMarkers round trip) and tells the group
-  coordinator when a marker lands in ``__consumer_offsets`` (transactional offsets).
+  ReplicaManager (acks=all, as Kafka's TransactionStateManager does), hands back the wait
+  for the commit when the high watermark does not cover the append yet, and reads a
+  partition back for loading.
+- ``LocalMarkerWriter`` (``broker.txn.markers.TxnMarkerChannel``) writes COMMIT/ABORT
+  markers at each partition's leader: locally, or with WriteTxnMarkers to the broker that
+  leads it (Kafka's TransactionMarkerChannelManager).
 - ``create_txn_topic`` makes the topic the way Kafka's auto-creation does, on the first
   FindCoordinator for a transactional id: ``transaction.state.log.num.partitions``,
   compacted, uncompressed, ``min.insync.replicas`` from ``transaction.state.log.min.isr``.
+- ``apply_image`` hands the coordinator the ``__transaction_state`` partitions this broker
+  leads, as the ReplicaManager has just made them: a partition is loaded only once its
+  local replica is the leader (its log is the partition's truth from then on), and dropped
+  as soon as it is not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from pybroker.broker.clock import now_ms
-from pybroker.broker.groups.coordinator import OFFSETS_TOPIC
-from pybroker.broker.internal_topic import append_records, read_batches
-from pybroker.broker.txn.coordinator import TXN_STATE_TOPIC, Record, TransactionCoordinator
-from pybroker.broker.txn.metadata import TopicPartition
-from pybroker.protocol.errors import ErrorCode, KafkaError
-from pybroker.protocol.records import (
-    build_control_batch,
-    decode_records,
+from pybroker.broker.internal_topic import (
+    internal_replication_factor,
+    read_batches,
 )
+from pybroker.broker.txn.coordinator import TXN_STATE_TOPIC, Record, TransactionCoordinator
+from pybroker.broker.txn.markers import TxnMarkerChannel
+from pybroker.protocol.errors import ErrorCode
+from pybroker.protocol.records import NewRecord, build_batch, decode_records
 from pybroker.replication.metadata import ClusterImage, TopicInfo
 
 if TYPE_CHECKING:
@@ -34,13 +39,49 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The marker writer the broker wires in (the name predates remote leaders).
+LocalMarkerWriter = TxnMarkerChannel
+
 
 class LogTxnStore:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self._waits: set[asyncio.Task[ErrorCode]] = set()
 
-    def append(self, partition: int, records: Sequence[Record]) -> None:
-        append_records(self.broker.replica_manager, TXN_STATE_TOPIC, partition, records)
+    def append(self, partition: int, records: Sequence[Record]) -> asyncio.Future[ErrorCode] | None:
+        """Append with acks=all (KafkaError as a produce). None once committed (a single
+        node, or an ISR of one), else a future of the commit (Kafka's delayed produce with
+        ``request.timeout.ms``)."""
+        if not records:
+            return None
+        rm = self.broker.replica_manager
+        ts = now_ms()
+        batch = build_batch([NewRecord(k, v, timestamp=ts) for k, v in records])
+        lg, info = rm.append(TXN_STATE_TOPIC, partition, bytearray(batch), -1, client=False)
+        end = info.last_offset + 1
+        if lg.high_watermark >= end:
+            return None
+        timeout = self.broker.config.request_timeout_ms / 1000
+        task = asyncio.get_running_loop().create_task(self._wait(partition, end, timeout))
+        self._waits.add(task)
+        task.add_done_callback(self._waits.discard)
+        return task
+
+    async def _wait(self, partition: int, end: int, timeout: float) -> ErrorCode:
+        codes = await self.broker.replica_manager.wait_for_commit(
+            [(TXN_STATE_TOPIC, partition, end)], timeout
+        )
+        return codes.get((TXN_STATE_TOPIC, partition), ErrorCode.not_leader_or_follower)
+
+    def led_partitions(self) -> dict[int, int]:
+        """{partition: leader epoch} of the ``__transaction_state`` partitions whose local
+        replica is the leader."""
+        rm = self.broker.replica_manager
+        return {
+            part.index: part.leader_epoch
+            for part in rm.led_partitions()
+            if part.topic == TXN_STATE_TOPIC
+        }
 
     def read(self, partition: int) -> Iterator[tuple[bytes | None, bytes | None]]:
         lg = self.broker.log_manager.get_log(TXN_STATE_TOPIC, partition)
@@ -53,59 +94,6 @@ class LogTxnStore:
             for record in decode_records(data, pos):
                 if record.offset >= offset:
                     yield record.key, record.value
-
-
-class LocalMarkerWriter:
-    """Transaction markers for partitions this broker leads (Kafka's WriteTxnMarkers)."""
-
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-
-    def partition_exists(self, tp: TopicPartition) -> bool:
-        return self.broker.image.partition(*tp) is not None
-
-    def write_markers(
-        self,
-        producer_id: int,
-        producer_epoch: int,
-        commit: bool,
-        coordinator_epoch: int,
-        partitions: Sequence[TopicPartition],
-    ) -> dict[TopicPartition, ErrorCode]:
-        rm = self.broker.replica_manager
-        out: dict[TopicPartition, ErrorCode] = {}
-        offsets_partitions = []
-        for topic, partition in partitions:
-            batch = build_control_batch(
-                commit,
-                base_offset=0,
-                producer_id=producer_id,
-                producer_epoch=producer_epoch,
-                coordinator_epoch=coordinator_epoch,
-                timestamp=now_ms(),
-            )
-            try:
-                rm.append(topic, partition, bytearray(batch), -1, client=False)
-            except KafkaError as e:
-                out[(topic, partition)] = e.code
-                log.debug(
-                    "%s marker for producer %d in %s-%d failed: %s",
-                    "COMMIT" if commit else "ABORT",
-                    producer_id,
-                    topic,
-                    partition,
-                    e,
-                )
-                continue
-            out[(topic, partition)] = ErrorCode.none
-            if topic == OFFSETS_TOPIC:
-                offsets_partitions.append(partition)
-        if offsets_partitions:
-            complete = getattr(self.broker.group_coordinator, "on_transaction_completed", None)
-            if complete is not None:
-                for partition in offsets_partitions:
-                    complete(producer_id, partition, commit)
-        return out
 
 
 def txn_topic_configs(broker: Broker, replication_factor: int) -> dict[str, str]:
@@ -122,7 +110,7 @@ def txn_topic_configs(broker: Broker, replication_factor: int) -> dict[str, str]
     }
 
 
-def create_txn_topic(broker: Broker) -> TopicInfo:
+async def create_txn_topic(broker: Broker) -> TopicInfo:
     """Create ``__transaction_state`` (Kafka's auto-creation of the internal topic);
     raises KafkaError. Replication is capped at the brokers there are."""
     assert broker.controller is not None
@@ -131,12 +119,13 @@ def create_txn_topic(broker: Broker) -> TopicInfo:
     if existing is not None:
         return existing
     config = broker.config
-    rf = min(config.transaction_state_log_replication_factor, len(image.brokers))
-    if rf < 1:
-        raise KafkaError(
-            "no brokers to host the transaction state topic", ErrorCode.coordinator_not_available
-        )
-    info = broker.controller.create_topic(
+    rf = internal_replication_factor(
+        config.transaction_state_log_replication_factor,
+        len(image.brokers),
+        broker.cluster is not None,
+        TXN_STATE_TOPIC,
+    )
+    info = await broker.controller.create_topic(
         TXN_STATE_TOPIC,
         config.transaction_state_log_num_partitions,
         rf,
@@ -153,10 +142,19 @@ def create_txn_topic(broker: Broker) -> TopicInfo:
 
 def apply_image(coordinator: TransactionCoordinator, image: ClusterImage, node_id: int) -> None:
     """Own the ``__transaction_state`` partitions this broker leads; the coordinator epoch
-    of a partition is its leader epoch (a recreated topic is new)."""
+    of a partition is its leader epoch (a recreated topic is new).
+
+    Called after the ReplicaManager applied ``image``: leadership is taken from the local
+    replicas (a state the ReplicaManager refused, e.g. a stale leader epoch, does not
+    count), so a partition is loaded only from a log that is the leader's, and a broker
+    that is no longer the leader stops answering for its ids (NOT_COORDINATOR)."""
     info = image.topics.get(TXN_STATE_TOPIC)
     if info is None:
         coordinator.set_owned({}, None)
         return
-    led = {p.partition: p.leader_epoch for p in info.partitions if p.leader == node_id}
+    store = coordinator.store
+    if isinstance(store, LogTxnStore):
+        led = {p: e for p, e in store.led_partitions().items() if p < len(info.partitions)}
+    else:
+        led = {p.partition: p.leader_epoch for p in info.partitions if p.leader == node_id}
     coordinator.set_owned(led, info.topic_id, len(info.partitions))

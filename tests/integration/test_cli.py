@@ -52,16 +52,18 @@ def test_invalid_value_names_the_key(tmp_path: Path) -> None:
     assert "num.partitions" in errors[0] and "abc" in errors[0]
 
 
-def test_cluster_mode_is_refused_not_faked(tmp_path: Path) -> None:
+def test_unreachable_zookeeper_fails_start_up_with_one_line(tmp_path: Path) -> None:
     out = run_cli(
         *base_args(tmp_path / "d", free_port()),
         "--override",
-        "zookeeper.connect=127.0.0.1:2181",
+        f"zookeeper.connect=127.0.0.1:{free_port()}",
+        "--override",
+        "zookeeper.connection.timeout.ms=1500",
     )
     assert out.returncode == 1
     errors = error_lines(out.stderr)
-    assert len(errors) == 1
-    assert "zookeeper.connect" in errors[0]
+    assert len(errors) == 1, errors
+    assert "zookeeper.connect=127.0.0.1:" in errors[0]
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

@@ -212,6 +212,140 @@ async function eos() {
 
 const scenarios = { idempotent, 'commit-abort': commitAbort, fence, eos }
 
+// leader-changes (tests/integration/test_cluster_clients.py): an idempotent acks=all
+// producer sends distinct records while the test kills / stops partition leaders; a group
+// consumer consumes meanwhile. Every error kafkajs reports (its error logs, consumer
+// crashes, failed sends) is recorded with its type and whether kafkajs deems it
+// retriable. Stops when cfg.stop_file exists, then reads everything back with a new group;
+// the full result goes to cfg.result_file.
+async function leaderChanges() {
+  const fs = require('fs')
+  const { errorCodes } = require('kafkajs/src/protocol/error')
+  const errors = []
+  const NETWORK = /ECONNREFUSED|ECONNRESET|EPIPE|Connection error|Connection timeout|Closed connection|Connection closed|timed out|Failed to connect/i
+  const classify = (text) => {
+    const code = errorCodes.find((e) => e.message && text.includes(e.message))
+    if (code) return { type: code.type, retriable: code.retriable }
+    if (NETWORK.test(text)) return { type: 'NETWORK', retriable: true }
+    return { type: 'UNKNOWN', retriable: false }
+  }
+  const record = (source, text, extra = {}) => {
+    errors.push({ source, text, ...classify(text), ...extra })
+  }
+  const logCreator = () => ({ namespace, level, log }) => {
+    if (level > logLevel.WARN) return
+    const { message, error } = log
+    // the consequence of a crash already recorded from the CRASH event
+    if (/^Restarting the consumer in/.test(message)) return
+    record(`log:${namespace}`, error ? `${message}: ${error}` : message)
+  }
+  const client = new Kafka({
+    clientId: 'pybroker-kafkajs-leaders',
+    brokers: cfg.brokers.split(','),
+    logLevel: logLevel.WARN,
+    logCreator,
+    connectionTimeout: 3000,
+    requestTimeout: 10000,
+    retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: 60 },
+  })
+  const acked = []
+  const failed = []
+  const live = new Set()
+  const consumer = client.consumer({
+    groupId: `${cfg.topic}-live`,
+    sessionTimeout: 10000,
+    heartbeatInterval: 1000,
+    maxWaitTimeInMs: 200,
+  })
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    const e = payload.error
+    let cause = e
+    while (cause.cause) cause = cause.cause
+    errors.push({
+      source: 'consumer-crash',
+      text: `${e.name}: ${e.message}`,
+      type: cause.type || cause.name,
+      retriable: payload.restart === true,
+    })
+  })
+  await consumer.connect()
+  await consumer.subscribe({ topic: cfg.topic, fromBeginning: true })
+  await consumer.run({
+    eachMessage: async ({ message }) => {
+      live.add(message.value.toString())
+    },
+  })
+  const producer = client.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    // an idempotent producer retries without limit (fewer draws kafkajs's own warning)
+    retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: Number.MAX_SAFE_INTEGER },
+    createPartitioner: require('kafkajs').Partitioners.DefaultPartitioner,
+  })
+  await producer.connect()
+  const chunk = cfg.chunk || 10
+  let next = 0
+  for (let n = 0; !fs.existsSync(cfg.stop_file) && Date.now() < deadline; n++) {
+    const partition = n % cfg.partitions
+    const values = []
+    for (let k = 0; k < chunk; k++) values.push(`${cfg.prefix}-${pad(next++, 7)}`)
+    try {
+      const [meta] = await producer.send({
+        topic: cfg.topic,
+        messages: values.map((value) => ({ partition, value })),
+        acks: -1,
+      })
+      const base = Number(meta.baseOffset)
+      values.forEach((value, k) => acked.push([partition, base + k, value]))
+    } catch (e) {
+      let cause = e
+      while (cause.cause) cause = cause.cause
+      errors.push({
+        source: 'send',
+        text: `${e.name}: ${e.message}`,
+        type: cause.type || cause.name,
+        retriable: cause.retriable === true,
+      })
+      failed.push(...values)
+    }
+    process.stdout.write(`acked ${acked.length} ${next}\n`)
+    await sleep(5)
+  }
+  await producer.disconnect()
+  const tailDeadline = Date.now() + 30000
+  while (acked.some(([, , v]) => !live.has(v)) && Date.now() < tailDeadline) await sleep(100)
+  await consumer.disconnect()
+
+  // Read everything back: a new group from the beginning up to each high watermark.
+  const admin = client.admin()
+  await admin.connect()
+  const ends = await admin.fetchTopicOffsets(cfg.topic)
+  await admin.disconnect()
+  const high = new Map(ends.map((o) => [o.partition, Number(o.high)]))
+  const final = []
+  const position = new Map(ends.map((o) => [o.partition, 0]))
+  const reader = client.consumer({ groupId: `${cfg.topic}-final`, maxWaitTimeInMs: 200 })
+  await reader.connect()
+  await reader.subscribe({ topic: cfg.topic, fromBeginning: true })
+  await reader.run({
+    eachMessage: async ({ partition, message }) => {
+      final.push([partition, Number(message.offset), message.value.toString()])
+      position.set(partition, Number(message.offset) + 1)
+    },
+  })
+  const done = () => [...high].every(([p, h]) => position.get(p) >= h)
+  while (!done() && Date.now() < deadline) await sleep(100)
+  await reader.disconnect()
+  // Large: written to a file, since process.exit() may cut a long stdout line short.
+  fs.writeFileSync(
+    cfg.result_file,
+    JSON.stringify({ acked, failed, errors, live: [...live], final, high: [...high] }),
+  )
+  result({ acked: acked.length, final: final.length, errors: errors.length })
+}
+
+scenarios['leader-changes'] = leaderChanges
+
 scenarios[cfg.scenario]()
   .then(() => process.exit(0))
   .catch((e) => {

@@ -69,6 +69,12 @@ KAFKA_DEFAULTS: list[tuple[str, Any]] = [
     ("socket_request_max_bytes", 104_857_600),
     ("socket_listen_backlog_size", 50),
     ("connections_max_idle_ms", 600_000),
+    ("connection_failed_authentication_delay_ms", 100),
+    ("max_connections", INT_MAX),
+    ("max_connections_per_ip", INT_MAX),
+    ("max_connections_per_ip_overrides", {}),
+    ("queued_max_requests", 500),
+    ("queued_max_request_bytes", -1),
     ("request_timeout_ms", 30_000),
     ("log_dirs", ("/tmp/kafka-logs",)),
     ("num_partitions", 1),
@@ -97,6 +103,9 @@ KAFKA_DEFAULTS: list[tuple[str, Any]] = [
     ("min_insync_replicas", 1),
     ("unclean_leader_election_enable", False),
     ("replica_lag_time_max_ms", 30_000),
+    ("controlled_shutdown_enable", True),
+    ("controlled_shutdown_max_retries", 3),
+    ("controlled_shutdown_retry_backoff_ms", 5_000),
     ("replica_fetch_max_bytes", 1_048_576),
     ("replica_fetch_min_bytes", 1),
     ("replica_fetch_wait_max_ms", 500),
@@ -1189,3 +1198,93 @@ def test_consumer_group_settings() -> None:
     )
     assert c.group_consumer_assignors == "range,uniform"
     assert c.group_consumer_migration_policy == "disabled"
+
+
+# --------------------------------------------------------- socket-server resource limits
+
+
+def test_socket_server_limits() -> None:
+    c = cfg(
+        {
+            "max.connections": "100",
+            "max.connections.per.ip": "0",
+            "max.connections.per.ip.overrides": " 127.0.0.1:5 , broker.example:2,::1:7 ",
+            "connections.max.idle.ms": "1500",
+            "queued.max.requests": "7",
+            "queued.max.request.bytes": "104857600",
+        }
+    )
+    assert (c.max_connections, c.max_connections_per_ip) == (100, 0)
+    # The last ':' splits, so IPv6 literals need no brackets (Kafka's parseCsvMap).
+    assert dict(c.max_connections_per_ip_overrides) == {
+        "127.0.0.1": 5,
+        "broker.example": 2,
+        "::1": 7,
+    }
+    assert (c.connections_max_idle_ms, c.queued_max_requests) == (1500, 7)
+    assert c.queued_max_request_bytes == 104_857_600
+    entry = {e.name: e for e in c.describe()}["max.connections.per.ip.overrides"]
+    assert (entry.value, entry.source) == ("127.0.0.1:5 , broker.example:2,::1:7", "static")
+
+
+def test_socket_server_limit_keys_are_typed_not_just_known() -> None:
+    for key in (
+        "max.connections",
+        "max.connections.per.ip",
+        "max.connections.per.ip.overrides",
+        "queued.max.request.bytes",
+        "connection.failed.authentication.delay.ms",
+    ):
+        assert key in BROKER_CONFIGS and key not in bc.KNOWN_KAFKA_KEYS
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"max.connections": "-1"}, "Value must be at least 0"),
+        ({"max.connections.per.ip": "-1"}, "Value must be at least 0"),
+        (
+            {"max.connections.per.ip": "0"},
+            "max.connections.per.ip can be set to zero only if "
+            "max.connections.per.ip.overrides property is set",
+        ),
+        (
+            {"max.connections.per.ip.overrides": "127.0.0.1:not_a_number"},
+            "Not a number of type INT",
+        ),
+        ({"max.connections.per.ip.overrides": "127.0.0.1"}, "Expected host:count"),
+        (
+            {"max.connections.per.ip.overrides": "bad/host:3,ok:1"},
+            "contains invalid addresses : bad/host",
+        ),
+        ({"queued.max.requests": "0"}, "Value must be at least 1"),
+        ({"queued.max.request.bytes": "x"}, "Not a number of type LONG"),
+        (
+            {"queued.max.request.bytes": "1000", "socket.request.max.bytes": "1001"},
+            "queued.max.request.bytes must be larger or equal to socket.request.max.bytes",
+        ),
+        ({"connections.max.idle.ms": "abc"}, "Not a number of type LONG"),
+        (
+            {"connections.max.idle.ms": "100"},
+            "connection.failed.authentication.delay.ms=100 should always be less than "
+            "connections.max.idle.ms=100",
+        ),
+    ],
+)
+def test_socket_server_limits_are_checked_as_kafka(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cfg(overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"queued.max.request.bytes": "0"},  # 0 or negative: no pool
+        {"queued.max.request.bytes": "1000", "socket.request.max.bytes": "1000"},
+        {"connections.max.idle.ms": "-1"},  # never expire: the delay rule does not apply
+        {"connections.max.idle.ms": "50", "connection.failed.authentication.delay.ms": "0"},
+        {"max.connections.per.ip": "0", "max.connections.per.ip.overrides": "10.0.0.1:3"},
+    ],
+)
+def test_socket_server_limits_kafka_accepts(overrides: dict[str, str]) -> None:
+    cfg(overrides)
