@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-APT_PACKAGES := kcat zookeeper
+APT_PACKAGES := kcat zookeeper nftables iproute2
 # Node clients the integration tests drive (kafkajs), pinned in tests/js/package-lock.json.
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
@@ -34,7 +34,8 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	cd $(JS_DIR) && npm ci --no-audit --no-fund
 	touch $@
 
-# Debian packages the tests drive (kcat). Installed only when missing.
+# Debian packages the tests drive (kcat; ZooKeeper; nft and ip for network cuts in
+# namespaces). Installed only when missing.
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -59,6 +60,7 @@ bench: install-test
 	$(PY) tests/bench/bench_broker.py
 	$(PY) tests/bench/bench_storage.py
 	$(PY) tests/bench/bench_decode.py
+	$(PY) tests/bench/bench_cluster.py
 
 # Issue 8's long fuzz run: 1,000,000 malformed requests against a real broker (tests/fuzz).
 # `make test` runs a bounded slice (tests/integration/test_fuzz_slice.py).

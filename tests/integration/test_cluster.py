@@ -204,3 +204,82 @@ def test_unclean_election_when_enabled_logs_the_loss(cluster: Cluster) -> None:
     assert after.isr == (follower,)
     logs = "".join(b.log_path.read_text() for b in cluster.brokers.values())
     assert "Unclean leader election for reckless-0" in logs
+
+
+@pytest.mark.parametrize("damage", ["wiped", "torn"])
+def test_leader_restart_with_lost_or_torn_log_loses_nothing(cluster: Cluster, damage: str) -> None:
+    """A leader whose disk comes back empty (or with a torn tail) must neither lose
+    acknowledged records nor bring back unacknowledged ones: it returns as a follower
+    outside the ISR, truncates by leader epoch and copies the new leader's log."""
+    topic = f"disk-{damage}"
+    cluster.create_topic(topic, 1, 3, {"min.insync.replicas": "2"})
+    before = cluster.wait_for_isr(topic, 0, {1, 2, 3})
+    acked = produce_all(
+        cluster.bootstrap, topic, [b"%s-%d" % (damage.encode(), i) for i in range(2000)]
+    )
+    victim = cluster.brokers[before.leader]
+    victim.kill()
+    part_dir = victim.data_dir / f"{topic}-0"
+    if damage == "wiped":
+        for child in victim.data_dir.iterdir():
+            if child.is_dir():
+                for f in child.iterdir():
+                    f.unlink()
+                child.rmdir()
+            else:
+                child.unlink()
+    else:
+        log_file = sorted(part_dir.glob("*.log"))[-1]
+        size = log_file.stat().st_size
+        with open(log_file, "r+b") as f:
+            f.truncate(size // 2 + 7)  # cut inside a batch
+    cluster.wait_for_leader(topic, 0, allowed=set(before.replicas) - {before.leader})
+    more = produce_all(cluster.bootstrap, topic, [b"after-%d" % i for i in range(500)])
+    victim.start()
+    cluster.wait_for_isr(topic, 0, {1, 2, 3}, timeout=90)
+    # Only the damaged broker may lead now, so reads must come from its copy.
+    for r in before.replicas:
+        if r != before.leader:
+            cluster.brokers[r].kill()
+    cluster.wait_for_leader(topic, 0, allowed={before.leader}, timeout=60)
+    got = read_all(cluster.bootstrap, topic, 1, len(acked) + len(more))
+    want = {(p, o): v for p, o, v in acked + more}
+    assert got == want
+
+
+def test_admin_changes_are_cluster_wide(cluster: Cluster) -> None:
+    """Manual assignment, CreatePartitions, AlterConfigs and DeleteTopics through a stock
+    AdminClient, seen the same way by every broker and on every broker's disk."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    fut = admin.create_topics([NewTopic("placed", 2, replica_assignment=[[3, 1], [2, 3]])])
+    fut["placed"].result(30)
+    assert cluster.partition("placed", 0).replicas == (3, 1)
+    assert cluster.wait_for_leader("placed", 1).replicas == (2, 3)
+    admin.create_partitions([NewPartitions("placed", 4)])["placed"].result(30)
+    for p in range(4):
+        view = cluster.wait_for_leader("placed", p)
+        assert len(view.replicas) == 2
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "placed")
+    resource.set_config("retention.ms", "3600000")
+    admin.alter_configs([resource])[resource].result(30)
+    for b in cluster.brokers:
+        described = admin.describe_configs([resource])[resource].result(30)
+        assert described["retention.ms"].value == "3600000", b
+    admin.delete_topics(["placed"])["placed"].result(30)
+    for b in cluster.brokers:
+        cluster.wait_until(
+            f"placed gone on broker {b}",
+            lambda b=b: all(t.name != "placed" for t in cluster.metadata(None, via=b).topics),
+        )
+    cluster.wait_until(
+        "the logs deleted on every broker",
+        lambda: (
+            not any(
+                d.name.startswith("placed-") and not d.name.endswith("-delete")
+                for b in cluster.brokers.values()
+                for d in b.data_dir.iterdir()
+            )
+        ),
+    )

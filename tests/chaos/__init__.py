@@ -1,0 +1,1 @@
+"""Seeded chaos runs against a real 3-broker cluster: ``python -m tests.chaos --help``."""
