@@ -9,7 +9,7 @@ APT_PACKAGES := kcat zookeeper nftables iproute2
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: install install-test run test test-unit bench fuzz lint format clean apt-deps js-deps
+.PHONY: install install-test run cluster cluster-stop test test-unit bench fuzz lint format clean apt-deps js-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,16 @@ apt-deps:
 run: install
 	mkdir -p data
 	$(VENV)/bin/pybroker --config config/server.properties
+
+# ZooKeeper and three brokers as local processes (ports 2181, 9092-9094; data and logs in
+# data/cluster): the docker-compose topology without Docker. Ctrl-C or `make cluster-stop`.
+cluster: install
+	@dpkg -s zookeeper >/dev/null 2>&1 || $(MAKE) apt-deps
+	$(PY) -m pybroker.broker.local_cluster --config-dir config/cluster --data data/cluster
+
+cluster-stop:
+	@if [ -f data/cluster/cluster.pid ]; then kill -TERM $$(cat data/cluster/cluster.pid); \
+	else echo "no cluster running (data/cluster/cluster.pid is missing)"; fi
 
 test: install-test
 	$(VENV)/bin/ruff check .

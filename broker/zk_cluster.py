@@ -174,10 +174,13 @@ class ZkCluster:
         me = self.node_id
 
         def moved(image: ClusterImage) -> bool:
-            live = set(image.brokers)
+            # Done when no partition we lead has an in-sync replica that could take over:
+            # one that is live and not stopping too (a whole cluster stopping at once
+            # has nowhere to move to, and must not wait for nothing).
+            takers = set(image.brokers) - set(image.shutting_down) - {me}
             for info in image.topics.values():
                 for p in info.partitions:
-                    if p.leader == me and any(r != me and r in live for r in p.isr):
+                    if p.leader == me and any(r in takers for r in p.isr):
                         return False
             return True
 
