@@ -260,8 +260,11 @@ class ReplicaManager:
             part = self.partitions.get((topic, index))
             if part is None:
                 results[(topic, index)] = ErrorCode.not_leader_or_follower
-                continue
-            futures[(topic, index)] = part.wait_for_commit(offset)
+            elif part.is_leader and part.log.high_watermark >= offset:
+                # Already committed (always so for a sole-ISR leader): no future needed.
+                results[(topic, index)] = self._isr_check(part)
+            else:
+                futures[(topic, index)] = part.wait_for_commit(offset)
         pending = [f for f in futures.values() if not f.done()]
         if pending:
             await asyncio.wait(pending, timeout=max(timeout_s, 0))
@@ -273,11 +276,16 @@ class ReplicaManager:
             code = fut.result()
             part = self.partitions.get(tp)
             if code == ErrorCode.none and part is not None:
-                min_isr = part.log.config.min_insync_replicas
-                if len(part.maximal_isr) < min_isr:
-                    code = ErrorCode.not_enough_replicas_after_append
+                code = self._isr_check(part)
             results[tp] = code
         return results
+
+    @staticmethod
+    def _isr_check(part: Partition) -> ErrorCode:
+        """Committed, but did the ISR stay at min.insync.replicas? (DelayedProduce)"""
+        if len(part.maximal_isr) < part.log.config.min_insync_replicas:
+            return ErrorCode.not_enough_replicas_after_append
+        return ErrorCode.none
 
     # ----------------------------------------------------------------- followers
     def record_follower_fetch(

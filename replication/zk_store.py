@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from pybroker.replication import zk_data as zd
+from pybroker.replication.producer_id_store import ProducerIdStoreError
 from pybroker.replication.zk_client import (
     CheckOp,
     CreateOp,
@@ -84,10 +85,6 @@ class BrokerIdInUseError(Exception):
 
 
 class TopicExistsError(Exception):
-    pass
-
-
-class ProducerIdsExhaustedError(Exception):
     pass
 
 
@@ -731,7 +728,7 @@ class KafkaZkStore:
             else:
                 current = zd.decode_producer_id_block(got[0])
                 if current.last_producer_id > zd._LONG_MAX - block_size:
-                    raise ProducerIdsExhaustedError("Have exhausted all producerIds.")
+                    raise ProducerIdStoreError("Have exhausted all producerIds.")
                 start = current.next_block_first_id
             block = ProducerIdBlock(broker_id, start, block_size)
             data = zd.encode_producer_id_block(block)

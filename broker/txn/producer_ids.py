@@ -17,7 +17,6 @@ from pybroker.replication.producer_id_store import (
     ProducerIdsBlock,
     ProducerIdStoreError,
 )
-from pybroker.replication.zk_store import ProducerIdsExhaustedError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ class ProducerIdManager:
             if pid is None:
                 try:
                     block = await self.allocate(self.broker_id, self.block_size)
-                except (ProducerIdStoreError, ProducerIdsExhaustedError) as e:
+                except ProducerIdStoreError as e:
                     log.error("Cannot allocate a producer id block: %s", e)
                     raise KafkaError(str(e), ErrorCode.unknown_server_error) from e
                 log.info(
