@@ -8,8 +8,11 @@ APT_PACKAGES := kcat zookeeper nftables iproute2
 # Node clients the integration tests drive (kafkajs), pinned in tests/js/package-lock.json.
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
+KAFKA_LIB := .kafka/lib
+KAFKA_STAMP := $(KAFKA_LIB)/.installed
+MVN_DEPENDENCY := org.apache.maven.plugins:maven-dependency-plugin:3.8.1
 
-.PHONY: install install-test run cluster cluster-stop test test-unit bench fuzz lint format clean apt-deps js-deps
+.PHONY: kafka-deps install install-test run cluster cluster-stop test test-unit bench fuzz lint format clean apt-deps js-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +28,23 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-install-test: $(TEST_STAMP) apt-deps js-deps
+install-test: $(TEST_STAMP) apt-deps js-deps kafka-deps
 
 # npm ci installs exactly the lock file's versions; needs node and npm (Node 20+).
 js-deps: $(JS_STAMP)
 
 $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	cd $(JS_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+# Apache Kafka 4.1's jars (the reference broker and Kafka's CLI tools), resolved by Maven
+# from tests/kafka_ref/pom.xml into .kafka/lib; see tests/support/kafka_ref.py.
+kafka-deps: $(KAFKA_STAMP)
+
+$(KAFKA_STAMP): tests/kafka_ref/pom.xml
+	rm -rf $(KAFKA_LIB)
+	mvn -q -B -f tests/kafka_ref/pom.xml $(MVN_DEPENDENCY):copy-dependencies \
+		-DoutputDirectory=$(abspath $(KAFKA_LIB))
 	touch $@
 
 # Debian packages the tests drive (kcat; ZooKeeper; nft and ip for network cuts in

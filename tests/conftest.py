@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import BrokerProcess
+from tests.support.kafka_ref import KafkaReference
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +33,40 @@ def fresh_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
 
 
 from tests.support.zk_fixtures import zookeeper_fixture  # noqa: E402, F401  (the `zookeeper` fixture)
+
+
+@pytest.fixture(scope="session")
+def kafka_reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaReference]:
+    """Apache Kafka 4.1 (one KRaft node), shared by the whole session: the oracle."""
+    ref = KafkaReference(tmp_path_factory.mktemp("kafka-ref") / "data").start()
+    try:
+        yield ref
+    finally:
+        ref.stop()
+
+
+@pytest.fixture(scope="session")
+def differential_brokers(
+    tmp_path_factory: pytest.TempPathFactory, kafka_reference: KafkaReference
+) -> Iterator[tuple[BrokerProcess, KafkaReference]]:
+    """pybroker set up as the reference Kafka is, for differential tests (session-wide)."""
+    ours = BrokerProcess(
+        tmp_path_factory.mktemp("differential") / "data",
+        overrides={
+            "num.partitions": "1",
+            "offsets.topic.num.partitions": "50",
+            "group.initial.rebalance.delay.ms": "0",
+        },
+    ).start()
+    try:
+        yield ours, kafka_reference
+    finally:
+        ours.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the differential scoreboard (if any case ran) beside the suite's root."""
+    from tests.support.differential import SCOREBOARD
+
+    if SCOREBOARD.outcomes:
+        SCOREBOARD.write(Path(session.config.rootpath) / "differential-report.json")
