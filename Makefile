@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-APT_PACKAGES := kcat zookeeper nftables iproute2
+APT_PACKAGES := kcat zookeeper nftables iproute2 docker-compose
 # Node clients the integration tests drive (kafkajs), pinned in tests/js/package-lock.json.
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
@@ -12,7 +12,7 @@ KAFKA_LIB := .kafka/lib
 KAFKA_STAMP := $(KAFKA_LIB)/.installed
 MVN_DEPENDENCY := org.apache.maven.plugins:maven-dependency-plugin:3.8.1
 
-.PHONY: kafka-deps install install-test run cluster cluster-stop test test-unit bench fuzz lint format clean apt-deps js-deps
+.PHONY: kafka-deps install install-test run cluster cluster-stop test test-unit bench fuzz lint format clean apt-deps js-deps java-driver
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-install-test: $(TEST_STAMP) apt-deps js-deps kafka-deps
+install-test: $(TEST_STAMP) apt-deps js-deps kafka-deps java-driver
 
 # npm ci installs exactly the lock file's versions; needs node and npm (Node 20+).
 js-deps: $(JS_STAMP)
@@ -47,8 +47,21 @@ $(KAFKA_STAMP): tests/kafka_ref/pom.xml
 		-DoutputDirectory=$(abspath $(KAFKA_LIB))
 	touch $@
 
+# The Java client test driver (tests/java: scenarios on kafka-clients 4.1.1), compiled into
+# tests/java/target (classes plus a lib folder of jars); see tests/support/java_driver.py.
+JAVA_DIR := tests/java
+JAVA_STAMP := $(JAVA_DIR)/target/.built
+JAVA_SOURCES := $(shell find $(JAVA_DIR)/src -type f 2>/dev/null)
+
+java-driver: $(JAVA_STAMP)
+
+$(JAVA_STAMP): $(JAVA_DIR)/pom.xml $(JAVA_SOURCES)
+	rm -rf $(JAVA_DIR)/target
+	mvn -q -B -f $(JAVA_DIR)/pom.xml compile
+	touch $@
+
 # Debian packages the tests drive (kcat; ZooKeeper; nft and ip for network cuts in
-# namespaces). Installed only when missing.
+# namespaces; docker-compose to validate docker/). Installed only when missing.
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -84,6 +97,7 @@ bench: install-test
 	$(PY) tests/bench/bench_storage.py
 	$(PY) tests/bench/bench_decode.py
 	$(PY) tests/bench/bench_cluster.py
+	$(PY) tests/bench/bench_down_conversion.py
 
 # Issue 8's long fuzz run: 1,000,000 malformed requests against a real broker (tests/fuzz).
 # `make test` runs a bounded slice (tests/integration/test_fuzz_slice.py).
@@ -99,4 +113,4 @@ format: install-test
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) data build dist *.egg-info .pytest_cache .ruff_cache .hypothesis $(JS_DIR)/node_modules
+	rm -rf $(VENV) data build dist *.egg-info .pytest_cache .ruff_cache .hypothesis $(JS_DIR)/node_modules $(JAVA_DIR)/target

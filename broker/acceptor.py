@@ -13,7 +13,8 @@ import asyncio
 import errno
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from pybroker.broker.connection_limits import (
     ConnectionQuotas,
@@ -28,28 +29,38 @@ ACCEPT_BATCH = 64  # accepts per readiness callback, so a connection storm canno
 OUT_OF_RESOURCES_BACKOFF = 1.0
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
-# Builds the protocol for an accepted connection; the callable it is given must be called
-# exactly once, when that connection is gone (it frees the connection's quota).
-ProtocolFactory = Callable[[Callable[[], None]], asyncio.Protocol]
+# Builds the protocol for a connection accepted on the named listener; the callable it is
+# given must be called exactly once, when that connection is gone (it frees its quota).
+ProtocolFactory = Callable[[str, Callable[[], None]], asyncio.Protocol]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One listener to open: its name (PLAINTEXT, INTERNAL, ...) and bind address."""
+
+    name: str
+    host: str | None
+    port: int
 
 
 class Acceptor:
+    """Every listener's sockets, sharing one max.connections quota (as Kafka's do)."""
+
     def __init__(
         self,
-        host: str | None,
-        port: int,
+        endpoints: Sequence[Endpoint],
         backlog: int,
         quotas: ConnectionQuotas,
         stats: NetworkStats,
         factory: ProtocolFactory,
     ) -> None:
-        self.host = host
-        self.port = port
+        self.endpoints = tuple(endpoints)
         self.backlog = backlog
         self.quotas = quotas
         self.stats = stats
         self.factory = factory
         self.sockets: list[socket.socket] = []
+        self._listener_of: dict[int, str] = {}  # listening socket's fd -> listener name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
         self._closed = False
@@ -57,7 +68,14 @@ class Acceptor:
     def start(self) -> None:
         """Bind and listen (OSError with the bind's errno on failure), then accept."""
         self._loop = asyncio.get_running_loop()
-        self.sockets = _listen(self.host, self.port, self.backlog)
+        try:
+            for ep in self.endpoints:
+                for sock in _listen(ep.host, ep.port, self.backlog):
+                    self.sockets.append(sock)
+                    self._listener_of[sock.fileno()] = ep.name
+        except OSError:
+            self.close()
+            raise
         self.quotas.on_slot_freed = self._resume
         self._resume()
 
@@ -67,6 +85,7 @@ class Acceptor:
         for sock in self.sockets:
             sock.close()
         self.sockets = []
+        self._listener_of = {}
 
     # ------------------------------------------------------------ accepting
     def _resume(self) -> None:
@@ -108,9 +127,9 @@ class Acceptor:
                     self._loop.call_later(OUT_OF_RESOURCES_BACKOFF, self._resume)
                     return
                 continue  # e.g. ECONNABORTED: that client gave up before we got to it
-            self._admit(conn, addr[0])
+            self._admit(conn, addr[0], self._listener_of[listener.fileno()])
 
-    def _admit(self, conn: socket.socket, host: str) -> None:
+    def _admit(self, conn: socket.socket, host: str, listener_name: str) -> None:
         ip = normalize_ip(host)
         limit = self.quotas.try_inc(ip)
         if limit is not None:
@@ -125,9 +144,9 @@ class Acceptor:
             return
         conn.setblocking(False)
         assert self._loop is not None
-        self._loop.create_task(self._serve(conn, ip))
+        self._loop.create_task(self._serve(conn, ip, listener_name))
 
-    async def _serve(self, conn: socket.socket, ip: IPAddress | str) -> None:
+    async def _serve(self, conn: socket.socket, ip: IPAddress | str, listener_name: str) -> None:
         released = False
 
         def release() -> None:
@@ -138,7 +157,9 @@ class Acceptor:
 
         assert self._loop is not None
         try:
-            await self._loop.connect_accepted_socket(lambda: self.factory(release), sock=conn)
+            await self._loop.connect_accepted_socket(
+                lambda: self.factory(listener_name, release), sock=conn
+            )
         except Exception as exc:  # the peer vanished between accept and set-up
             log.debug("Could not set up an accepted connection from %s: %s", ip, exc)
             conn.close()

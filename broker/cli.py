@@ -139,12 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s", notice)
     for key in sorted(config.ignored):
         log.warning("Ignoring unknown configuration key %s", key)
+    usable = 0
     for d in config.log_dirs:
         try:
             check_log_dir(Path(d))
+            usable += 1
         except OSError as exc:
-            log.error("Cannot start: log dir %s is not writable: %s", d, exc.strerror or exc)
-            return 1
+            # JBOD: the broker starts with the other dirs; this one is offline (LogManager).
+            log.warning("Log dir %s is not writable: %s", d, exc.strerror or exc)
+    if not usable:
+        log.error(
+            "Cannot start: None of the specified log dirs from %s can be created or validated",
+            ", ".join(config.log_dirs),
+        )
+        return 1
     raise_fd_limit()
     loop_name = os.environ.get("PYBROKER_EVENT_LOOP", "uvloop")
     try:

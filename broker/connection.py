@@ -26,7 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from pybroker.broker.connection_limits import NetworkContext
 from pybroker.broker.context import RequestContext
-from pybroker.broker.handlers.api_versions import invalid_request_body, unsupported_version_body
+from pybroker.broker.handlers.api_versions import (
+    invalid_request_body,
+    served_min_version,
+    unsupported_version_body,
+)
 from pybroker.broker.handlers.registry import REGISTRY, ApiSpec
 from pybroker.protocol.codec import (
     FrameError,
@@ -60,8 +64,10 @@ class KafkaConnection(asyncio.Protocol):
         *,
         registry: Mapping[int, ApiSpec] | None = None,
         on_close: Callable[[], None] | None = None,
+        listener: str = "PLAINTEXT",
     ) -> None:
         self.broker = broker
+        self.listener = listener
         self.network = network
         self.budget = network.budget
         self.max_request = network.max_request_bytes
@@ -288,8 +294,8 @@ class KafkaConnection(asyncio.Protocol):
         if spec is None:
             raise CloseConnection(f"unknown API key {header.api_key}")
         self._current = (spec.name, header.api_version, header.correlation_id)
-        ctx = RequestContext(header, self.peer, self.broker)
-        if not spec.min_version <= header.api_version <= spec.max_version:
+        ctx = RequestContext(header, self.peer, self.broker, self.listener)
+        if not served_min_version(spec, self.broker) <= header.api_version <= spec.max_version:
             if header.api_key == 18:  # ApiVersions answers any version (KIP-511)
                 self._write_body(header.correlation_id, False, unsupported_version_body())
                 return

@@ -16,6 +16,9 @@ class RequestContext:
     header: RequestHeader
     peer: str
     broker: Broker
+    # The listener the request arrived on: Metadata, FindCoordinator and DescribeCluster
+    # answer with each broker's endpoint on this listener, as Kafka does.
+    listener: str = "PLAINTEXT"
 
     @property
     def version(self) -> int:

@@ -83,6 +83,14 @@ class CleanerService:
             return False
         except CleanerStopped:
             return False
+        except OSError as e:
+            # Kafka's LogCleaner: an I/O error takes the log's dir offline (KIP-112); a log
+            # being deleted or moved (detached from the failure channel) is no news.
+            if getattr(task.log, "failures", None) is not None:
+                self.log_manager.failures.report(
+                    task.log.dir.parent, f"Error while cleaning {task.log.dir.name}", e
+                )
+            return False
         return True
 
     async def stop(self) -> None:

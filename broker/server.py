@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pybroker.broker.handlers.all  # noqa: F401  (registers every handler)
-from pybroker.broker.acceptor import Acceptor
+from pybroker.broker.acceptor import Acceptor, Endpoint
 from pybroker.broker.clock import now_ms
 from pybroker.broker.connection_limits import (
     ConnectionQuotas,
@@ -29,6 +30,7 @@ from pybroker.broker.groups.coordinator import CoordinatorConfig, GroupCoordinat
 from pybroker.broker.groups.store import LogGroupStore
 from pybroker.broker.groups.store import apply_image as apply_groups_image
 from pybroker.broker.log_cleaner import CleanerService
+from pybroker.broker.log_dir_failures import LogDirFailureHandler
 from pybroker.broker.memory_pool import MemoryPool
 from pybroker.broker.purgatory import FetchPurgatory
 from pybroker.broker.scheduling import LoopScheduler
@@ -41,6 +43,7 @@ from pybroker.config.broker_config import BrokerConfig
 from pybroker.config.topic_config import TopicConfig
 from pybroker.replication.controller import LocalController
 from pybroker.replication.fetcher import FetcherConfig, ReplicaFetcherManager
+from pybroker.replication.log_dir_mover import LogDirMover
 from pybroker.replication.metadata import BrokerInfo, ClusterImage
 from pybroker.replication.producer_id_store import FILE_NAME as PRODUCER_ID_FILE
 from pybroker.replication.producer_id_store import LocalProducerIdStore
@@ -48,12 +51,29 @@ from pybroker.replication.replica_manager import ReplicaManager
 from pybroker.replication.store_local import FILE_NAME as METADATA_FILE
 from pybroker.replication.store_local import LocalMetadataStore
 from pybroker.replication.zk_admin import ZkAdmin
+from pybroker.storage.kraft_metadata import plan_adoption, read_kraft_metadata
+from pybroker.storage.log import ZERO_UUID
 from pybroker.storage.log_manager import LogManager
 
 if TYPE_CHECKING:
     from pybroker.broker.connection import KafkaConnection
 
 log = logging.getLogger(__name__)
+
+
+def local_broker_info(config: BrokerConfig) -> BrokerInfo:
+    """This broker in a single node's image: its inter-broker listener as host/port, every
+    advertised listener as an endpoint (clients get the one they connected through)."""
+    advertised = config.advertised_listeners
+    main = next(
+        (e for e in advertised if e.name == config.inter_broker_listener_name), advertised[0]
+    )
+    return BrokerInfo(
+        config.node_id,
+        main.host or "localhost",
+        main.port,
+        endpoints=tuple((e.name, e.host or "localhost", e.port) for e in advertised),
+    )
 
 
 class Broker:
@@ -113,9 +133,18 @@ class Broker:
             isr_writer=self.cluster.write_isr if self.cluster else None,
         )
         self.cleaner = CleanerService(config, self.log_manager)
+        # JBOD: failed log dirs (KIP-112) and replica moves between dirs (KIP-113).
+        self.log_dir_failures = LogDirFailureHandler(self)
+        self.log_dir_mover = LogDirMover(
+            self.replica_manager,
+            self.log_manager,
+            self.purgatory.notify,
+            io_max_bytes_per_second=float(
+                config.values.get("replica.alter.log.dirs.io.max.bytes.per.second", math.inf)
+            ),
+        )
         self.replica_manager.add_append_listener(self.purgatory.notify)
-        adv = config.advertised_listeners[0]
-        self.broker_info = BrokerInfo(self.node_id, adv.host or "localhost", adv.port)
+        self.broker_info = local_broker_info(config)
         # What admin handlers call: the single node's controller, or the cluster's admin.
         self.controller: LocalController | ZkAdmin | None = None
         self.group_coordinator = GroupCoordinator(
@@ -177,8 +206,10 @@ class Broker:
             resolve_overrides(self.config.max_connections_per_ip_overrides),
         )
         for d in self.log_dirs:
-            d.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):  # an unusable dir is offline (LogManager)
+                d.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
+        self.log_dir_failures.attach(loop)
         cluster = self.cluster
         if cluster is not None:
             await cluster.connect()
@@ -188,34 +219,50 @@ class Broker:
             await cluster.load_metadata()
             self.controller = cluster.admin
         else:
+            store = LocalMetadataStore(self.log_dirs[0])
+            # A log dir copied from Apache Kafka (KRaft): keep its cluster id and producer
+            # ids, and adopt its partition dirs as topics (see storage.kraft_metadata).
+            kraft = read_kraft_metadata(self.log_dirs)
+            adopt_id = kraft.cluster_id if kraft and not store.path.exists() else None
             controller = LocalController(
                 self.node_id,
                 self.broker_info,
-                LocalMetadataStore(self.log_dirs[0]),
+                store,
                 self.topic_defaults,
                 self._apply_image,
-                cluster_id=self.config.cluster_id,
+                cluster_id=self.config.cluster_id or adopt_id,
             )
             self.controller = controller
+            if kraft is not None:
+                LocalProducerIdStore(self.log_dirs[0]).skip_below(
+                    self.node_id, kraft.next_producer_id
+                )
+            found = [(lg.topic, lg.partition, lg.topic_id) for lg in self.log_manager.all_logs()]
+            controller.adopt_topics(
+                plan_adoption(found, set(controller.image.topics), kraft, ZERO_UUID)
+            )
+            for lg in self.log_manager.all_logs():
+                info = controller.image.topics.get(lg.topic)
+                if info is not None and lg.topic_id == ZERO_UUID:
+                    lg.assign_topic_id(info.topic_id)  # no partition.metadata: as Kafka does
             controller.start()
         self.group_coordinator.start()
         self.txn_coordinator.start()
         from pybroker.broker.connection import KafkaConnection
 
-        listener = self.config.listeners[0]
         network = self.network
         self._acceptor = Acceptor(
-            listener.host or None,
-            listener.port,
+            [Endpoint(e.name, e.host or None, e.port) for e in self.config.listeners],
             self.config.socket_listen_backlog_size,
             quotas,
             network.stats,
-            lambda on_close: KafkaConnection(self, network, on_close=on_close),
+            lambda name, on_close: KafkaConnection(self, network, on_close=on_close, listener=name),
         )
         self._acceptor.start()
         if cluster is not None:
             await cluster.register()
             await cluster.start_controller()
+            await self.log_dir_failures.start_cluster()
         self._tasks = [
             # Kafka's default scheduler interval is "never"; we still honour topic flush.ms
             # by checking at least once a second (a cheap scan).
@@ -247,11 +294,10 @@ class Broker:
                 loop.create_task(self._every(max(50, min(1000, idle_ms // 4)), self._expire_idle))
             )
         log.info(
-            "pybroker node %d serving on %s (advertised %s:%d), log dirs %s, cluster id %s",
+            "pybroker node %d serving on %s (advertised %s), log dirs %s, cluster id %s",
             self.node_id,
-            listener,
-            self.broker_info.host,
-            self.broker_info.port,
+            ",".join(e.connection_string for e in self.config.listeners),
+            ",".join(e.connection_string for e in self.config.advertised_listeners),
             ", ".join(map(str, self.log_dirs)),
             self.image.cluster_id,
         )
@@ -341,7 +387,9 @@ class Broker:
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
             conn.close()
+        await self.log_dir_mover.stop()
         await self.replica_manager.stop()
+        self.log_dir_failures.close()
         if self.cluster is not None:
             await self.cluster.close()
         await self.cleaner.stop()

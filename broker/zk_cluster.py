@@ -101,7 +101,15 @@ class ZkCluster:
 
     async def start_controller(self) -> None:
         assert self.cache is not None
-        self.controller = ZkController(self.node_id, self.store, self.cache, self.unclean_allowed)
+        self.controller = ZkController(
+            self.node_id,
+            self.store,
+            self.cache,
+            self.unclean_allowed,
+            auto_leader_rebalance=self.config.auto_leader_rebalance_enable,
+            leader_imbalance_percent=self.config.leader_imbalance_per_broker_percentage,
+            leader_imbalance_check_interval_s=self.config.leader_imbalance_check_interval_seconds,
+        )
         await self.controller.start()
         self.controller.poke()
 

@@ -79,6 +79,23 @@ def _string(key: str, raw: str) -> str:
     return raw.strip()
 
 
+# replica.selector.class values (KIP-392); Kafka loads the class, we know these two.
+RACK_AWARE_REPLICA_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
+LEADER_REPLICA_SELECTOR = "org.apache.kafka.common.replica.LeaderSelector"
+
+
+def _replica_selector(key: str, raw: str) -> str:
+    value = raw.strip()
+    if value not in (RACK_AWARE_REPLICA_SELECTOR, LEADER_REPLICA_SELECTOR):
+        raise ConfigError(
+            key,
+            raw,
+            f"Class {value} cannot be found: pybroker offers {RACK_AWARE_REPLICA_SELECTOR} "
+            f"and {LEADER_REPLICA_SELECTOR}",
+        )
+    return value
+
+
 def _def(
     name: str, type_: str, default: Any, parse: Callable[[str, str], Any], doc: str = ""
 ) -> ConfigDef:
@@ -117,6 +134,14 @@ _BROKER_DEFS: list[ConfigDef] = [
         "pybroker: cluster id to report; unset = the metadata store picks and keeps one.",
     ),
     _def("broker.rack", "string", None, _string, "Rack of this broker, reported in Metadata."),
+    _def(
+        "replica.selector.class",
+        "class",
+        None,
+        _replica_selector,
+        "Unset = consumers read from leaders; the rack-aware selector sends a consumer with "
+        "client.rack to an in-sync follower in its rack (KIP-392).",
+    ),
     _def(
         "zookeeper.connect",
         "string",
@@ -201,6 +226,13 @@ _BROKER_DEFS: list[ConfigDef] = [
     _def("log.dirs", "string", None, _string, "Comma-separated; unset = log.dir."),
     _def("log.dir", "string", DEFAULT_LOG_DIR, _string),
     _def("num.partitions", "int", 1, _int(1)),
+    _def(
+        "max.request.partition.size.limit",
+        "int",
+        2000,
+        _int(1),
+        "Most partitions a DescribeTopicPartitions answer carries (then a cursor).",
+    ),
     _def("default.replication.factor", "int", 1, _int(1)),
     _def("auto.create.topics.enable", "boolean", True, parse_bool),
     _def("delete.topic.enable", "boolean", True, parse_bool),
@@ -231,6 +263,8 @@ _BROKER_DEFS: list[ConfigDef] = [
     _def("log.cleaner.io.buffer.size", "int", 524_288, _int(0)),
     _def("log.cleaner.io.buffer.load.factor", "double", 0.9, _double()),
     _def("log.cleaner.io.max.bytes.per.second", "double", sys.float_info.max, _double()),
+    # KIP-113's quota on moving replicas between log dirs (replication.log_dir_mover).
+    _def("replica.alter.log.dirs.io.max.bytes.per.second", "long", 2**63 - 1, _long(1)),
     # Replication.
     _def("replica.lag.time.max.ms", "long", 30_000, _long()),
     _def("replica.fetch.max.bytes", "int", 1_048_576, _int(0)),
@@ -242,8 +276,27 @@ _BROKER_DEFS: list[ConfigDef] = [
     _def("replica.socket.receive.buffer.bytes", "int", 65_536, _int()),
     _def("replica.high.watermark.checkpoint.interval.ms", "long", 5_000, _long()),
     _def("num.replica.fetchers", "int", 1, _int()),
-    _def("auto.leader.rebalance.enable", "boolean", True, parse_bool),
-    _def("leader.imbalance.check.interval.seconds", "long", 300, _long(1)),
+    _def(
+        "auto.leader.rebalance.enable",
+        "boolean",
+        True,
+        parse_bool,
+        "Cluster mode: the controller moves leadership back to preferred replicas.",
+    ),
+    _def(
+        "leader.imbalance.check.interval.seconds",
+        "long",
+        300,
+        _long(1),
+        "How often the controller checks the leader balance.",
+    ),
+    _def(
+        "leader.imbalance.per.broker.percentage",
+        "int",
+        10,
+        _int(),
+        "Share of a broker's preferred partitions led elsewhere that triggers a rebalance.",
+    ),
     _def("controller.socket.timeout.ms", "int", 30_000, _int()),
     _def("controlled.shutdown.enable", "boolean", True, parse_bool),
     _def("controlled.shutdown.max.retries", "int", 3, _int()),
@@ -299,6 +352,14 @@ _BROKER_DEFS: list[ConfigDef] = [
     # Fetch.
     _def("fetch.max.bytes", "int", 57_671_680, _int(1024)),
     _def("max.incremental.fetch.session.cache.slots", "int", 1_000, _int(0)),
+    _def(
+        "pybroker.legacy.protocol.enable",
+        "boolean",
+        True,
+        parse_bool,
+        "pybroker: also serve the request versions KIP-896 removed in Kafka 4.0 (as Kafka "
+        "3.9 did: message format v0/v1, Produce v0-2, Fetch v0-3, ...); false = Kafka 4.1.",
+    ),
 ]
 
 # Every broker key that supplies a topic default, with the topic key's type and validation.
@@ -341,16 +402,14 @@ KNOWN_KAFKA_KEYS: frozenset[str] = frozenset(
     group.coordinator.new.enable group.coordinator.rebalance.protocols
     group.coordinator.threads initial.broker.registration.timeout.ms
     inter.broker.protocol.version kafka.metrics.polling.interval.secs kafka.metrics.reporters
-    leader.imbalance.per.broker.percentage
     log.dir.failure.timeout.ms log.initial.task.delay.ms log.local.retention.bytes
     log.local.retention.ms log.message.downconversion.enable log.message.format.version
     log.message.timestamp.difference.max.ms max.connection.creation.rate
-    max.request.partition.size.limit
     metric.reporters metrics.num.samples metrics.recording.level metrics.sample.window.ms
     num.replica.alter.log.dirs.threads offsets.commit.required.acks
     offsets.topic.compression.codec principal.builder.class process.roles
     producer.purgatory.purge.interval.requests quota.window.num
-    quota.window.size.seconds replica.selector.class replication.quota.window.num
+    quota.window.size.seconds replication.quota.window.num
     replication.quota.window.size.seconds reserved.broker.max.id security.providers
     share.fetch.purgatory.purge.interval.requests socket.connection.setup.timeout.max.ms
     socket.connection.setup.timeout.ms telemetry.max.bytes
@@ -595,6 +654,7 @@ class BrokerConfig:
     node_id: int
     cluster_id: str | None
     broker_rack: str | None
+    replica_selector_class: str | None
     zookeeper_connect: str | None
     zookeeper_session_timeout_ms: int
     zookeeper_connection_timeout_ms: int
@@ -619,6 +679,7 @@ class BrokerConfig:
     # Logs.
     log_dirs: tuple[str, ...]
     num_partitions: int
+    max_request_partition_size_limit: int
     default_replication_factor: int
     auto_create_topics_enable: bool
     delete_topic_enable: bool
@@ -656,6 +717,7 @@ class BrokerConfig:
     num_replica_fetchers: int
     auto_leader_rebalance_enable: bool
     leader_imbalance_check_interval_seconds: int
+    leader_imbalance_per_broker_percentage: int
     controller_socket_timeout_ms: int
     controlled_shutdown_enable: bool
     controlled_shutdown_max_retries: int

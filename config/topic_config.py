@@ -105,6 +105,20 @@ def _choice(*choices: str, many: bool = False) -> Callable[[str, str], str]:
     return lambda key, raw: parse_choice(key, raw, choices, many)
 
 
+_THROTTLED = re.compile(r"\s*(\*|[0-9]+:[0-9]+(\s*,\s*[0-9]+:[0-9]+)*)?\s*")
+
+
+def _throttled(key: str, raw: str) -> str:
+    """Kafka's ThrottledReplicaListValidator: "*" or "partition:broker" pairs."""
+    if not _THROTTLED.fullmatch(raw):
+        raise ConfigError(
+            key,
+            raw,
+            "Value must be a list of the form [partitionId]:[brokerId] or the wildcard '*'",
+        )
+    return raw.strip()
+
+
 COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
 
 TOPIC_CONFIG_DEFS: tuple[ConfigDef, ...] = (
@@ -112,7 +126,7 @@ TOPIC_CONFIG_DEFS: tuple[ConfigDef, ...] = (
         "cleanup.policy",
         "list",
         "delete",
-        _choice("delete", "compact", many=True),
+        _choice("compact", "delete", many=True),  # Kafka's ValidList order (messages)
         "log.cleanup.policy",
     ),
     ConfigDef(
@@ -122,6 +136,18 @@ TOPIC_CONFIG_DEFS: tuple[ConfigDef, ...] = (
         "delete.retention.ms", "long", 86_400_000, _long(0), "log.cleaner.delete.retention.ms"
     ),
     ConfigDef("file.delete.delay.ms", "long", 60_000, _long(0), "log.segment.delete.delay.ms"),
+    # Accepted and described as Kafka 4.1 does; codec levels, throttles and tiered storage
+    # have no effect here (batches are stored as produced; no remote tier).
+    ConfigDef("compression.gzip.level", "int", -1, _int(-1, 9), "compression.gzip.level"),
+    ConfigDef("compression.lz4.level", "int", 9, _int(1, 17), "compression.lz4.level"),
+    ConfigDef("compression.zstd.level", "int", 3, _int(-131_072, 22), "compression.zstd.level"),
+    ConfigDef("follower.replication.throttled.replicas", "list", "", _throttled),
+    ConfigDef("leader.replication.throttled.replicas", "list", "", _throttled),
+    ConfigDef("local.retention.bytes", "long", -2, _long(-2), "log.local.retention.bytes"),
+    ConfigDef("local.retention.ms", "long", -2, _long(-2), "log.local.retention.ms"),
+    ConfigDef("remote.log.copy.disable", "boolean", False, parse_bool),
+    ConfigDef("remote.log.delete.on.disable", "boolean", False, parse_bool),
+    ConfigDef("remote.storage.enable", "boolean", False, parse_bool),
     ConfigDef("flush.messages", "long", LONG_MAX, _long(1), "log.flush.interval.messages"),
     ConfigDef("flush.ms", "long", LONG_MAX, _long(0), "log.flush.interval.ms"),
     ConfigDef("index.interval.bytes", "int", 4096, _int(0), "log.index.interval.bytes"),

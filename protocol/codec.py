@@ -114,7 +114,16 @@ def request_type(api_key: int, version: int) -> type | None:
 
 @cache
 def response_type(api_key: int, version: int) -> type:
-    return load_response_schema(api_key, version)
+    """kio's response class, or for a version KIP-896 removed a marked subclass of the
+    class handlers build it on (protocol/legacy); encode_body writes the old layout."""
+    try:
+        return load_response_schema(api_key, version)
+    except (UnknownAPIKey, UnknownEntity):
+        from pybroker.protocol.legacy import legacy_version, response_class
+
+        if legacy_version(api_key, version) is None:
+            raise
+        return response_class(api_key, version)
 
 
 @cache
@@ -149,6 +158,11 @@ def decode_request_body(api_key: int, version: int, frame: memoryview, pos: int)
     """
     cls = request_type(api_key, version)
     if cls is None:
+        from pybroker.protocol.legacy import decode_request, legacy_version
+
+        if legacy_version(api_key, version) is not None:
+            # A version KIP-896 removed: a bounds-checked pure-Python reader, no kio.
+            return decode_request(api_key, version, frame, pos)
         raise FrameError(f"no schema for api {api_key} v{version}")
     _validator(cls)(frame, pos)
     try:
@@ -175,6 +189,10 @@ def decode_request_body(api_key: int, version: int, frame: memoryview, pos: int)
 
 
 def encode_body(body: Any) -> bytes:
+    if getattr(type(body), "__legacy__", None) is not None:
+        from pybroker.protocol.legacy import encode_response
+
+        return encode_response(body)
     buf = io.BytesIO()
     _writer(type(body))(buf, body)
     return buf.getvalue()

@@ -3,7 +3,9 @@
 A Fetch response is mostly record bytes that already sit in segment files. This encoder
 writes the response structure around them and leaves each record slice as a part of its
 own, so the connection can hand it to os.sendfile without the bytes entering Python.
-Supports Fetch v4-v17 (Kafka 4 removed v0-3); checked byte-for-byte against kio.
+Supports Fetch v4-v18, checked byte-for-byte against kio, and the v0-3 that Kafka 4
+removed (KIP-896; served with pybroker.legacy.protocol.enable): v0 has no throttle time,
+v1-3 add it; their partitions carry only index, error, high watermark and records.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Protocol
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
+_PART_V0 = struct.Struct(">ihq")  # partition, error, high watermark
 _PART_V4 = struct.Struct(">ihqq")  # partition, error, high watermark, last stable offset
 _PART_V5 = struct.Struct(">ihqqq")  # ... + log start offset
 _TOP_V7 = struct.Struct(">ihi")  # throttle, error, session id
@@ -103,8 +106,10 @@ def encode_fetch_response(
     error_code: int = 0,
     session_id: int = 0,
 ) -> EncodedResponse:
-    if not 4 <= version <= 17:
+    if not 0 <= version <= 18:
         raise ValueError(f"unsupported Fetch version {version}")
+    if version < 4:
+        return _encode_legacy(version, topics, throttle_ms)
     flexible = version >= 12
     b = _Builder()
     out = b.buf
@@ -158,4 +163,21 @@ def encode_fetch_response(
             b.buf += b"\x00"  # topic tagged fields
     if flexible:
         b.buf += b"\x00"  # response tagged fields (no node endpoints: leader is us)
+    return b.finish()
+
+
+def _encode_legacy(version: int, topics: list[FetchTopic], throttle_ms: int) -> EncodedResponse:
+    b = _Builder()
+    if version >= 1:
+        b.buf += _I32.pack(throttle_ms)
+    b.buf += _I32.pack(len(topics))
+    for topic in topics:
+        name = topic.name.encode()
+        b.buf += _I16.pack(len(name)) + name + _I32.pack(len(topic.partitions))
+        for p in topic.partitions:
+            length = sum(len(r) if isinstance(r, bytes) else r.length for r in p.records)
+            b.buf += _PART_V0.pack(p.partition, p.error_code, p.high_watermark)
+            b.buf += _I32.pack(length)
+            for r in p.records:
+                b.add_slice(r)
     return b.finish()

@@ -15,7 +15,9 @@ one offset, arrays of fixed-size entries are skipped in O(1), and arrays of flex
 entries that are fixed-size apart from an empty tagged-field section are checked with one
 strided compare. tests/bench/bench_decode.py measures it against kio's decode.
 
-``layout`` (the schema introspection) is shared with ``tagged.py``.
+``layout`` (the schema introspection) is shared with ``tagged.py``. The versions KIP-896
+removed have no kio class: protocol/legacy/wire.py reads them in pure Python with the same
+checks, so no legacy body reaches native code.
 """
 
 from __future__ import annotations

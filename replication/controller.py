@@ -1,5 +1,9 @@
 """The single-node controller: the only writer of the cluster image.
 
+Reassignments and leader elections answer as a one-broker Kafka cluster would: the only
+valid assignment is this broker, no reassignment is ever in progress and every partition
+already has its preferred leader.
+
 It validates admin changes with Kafka's rules and error codes, persists the new image
 through the metadata store, then lets the ReplicaManager reconcile local logs with it.
 A ZooKeeper-backed controller will implement the same methods for clusters.
@@ -14,6 +18,7 @@ from dataclasses import replace
 
 from pybroker.config.topic_config import TOPIC_CONFIGS, ConfigError, TopicConfig
 from pybroker.protocol.errors import ErrorCode, KafkaError
+from pybroker.replication.election import ELECTION_NOT_NEEDED, ElectionResult
 from pybroker.replication.metadata import (
     BrokerInfo,
     ClusterImage,
@@ -22,12 +27,43 @@ from pybroker.replication.metadata import (
     collision_name,
     validate_topic_name,
 )
+from pybroker.replication.reassignment import ReplicaAssignment
 from pybroker.replication.store_local import LocalMetadataStore, new_cluster_id
+from pybroker.storage.kraft_metadata import AdoptedTopic
 
 log = logging.getLogger(__name__)
 
 # Kafka has no hard cap; we bound one request so a typo cannot create a million files.
 MAX_PARTITIONS_PER_TOPIC = 100_000
+
+
+def unknown_topic_for_reassignment(topic: str) -> KafkaError:
+    return KafkaError(
+        f"Unable to find a topic named {topic}.", ErrorCode.unknown_topic_or_partition
+    )
+
+
+def unknown_partition_for_reassignment(topic: str, partition: int) -> KafkaError:
+    return KafkaError(
+        f"Unable to find partition {topic}:{partition}.", ErrorCode.unknown_topic_or_partition
+    )
+
+
+def no_reassignment_in_progress() -> KafkaError:
+    # Kafka leaves the message out when it is the error's generic one (ApiError).
+    return KafkaError("", ErrorCode.no_reassignment_in_progress)
+
+
+def check_replication_factor(
+    current: ReplicaAssignment, target: Sequence[int], allow_rf_change: bool
+) -> None:
+    """KIP-860: with allow_replication_factor_change=false a reassignment must keep the
+    number of replicas the partition has (before any reassignment in progress)."""
+    if not allow_rf_change and len(current.origin) != len(target):
+        raise KafkaError(
+            f"The replication factor is changed from {len(current.origin)} to {len(target)}",
+            ErrorCode.invalid_replication_factor,
+        )
 
 
 class TopicRules:
@@ -150,6 +186,36 @@ class LocalController(TopicRules):
     def start(self) -> None:
         self._on_change(self.image)
 
+    def adopt_topics(self, adopted: Sequence[AdoptedTopic]) -> None:
+        """Register topics whose partition dirs were found on disk but are unknown here
+        (a log dir copied from Apache Kafka): before ``start``, so no log is dropped."""
+        image = self.image
+        replicas = (self.node_id,)
+        for t in adopted:
+            if t.name in image.topics or image.topic_by_id(t.topic_id) is not None:
+                continue
+            parts = tuple(
+                PartitionState(p, self.node_id, 0, replicas, replicas) for p in range(t.partitions)
+            )
+            configs = {}
+            for key, value in t.configs.items():
+                try:
+                    self.topic_config({key: value})
+                    configs[key] = value
+                except (ConfigError, ValueError) as exc:
+                    log.warning("Topic %s: not adopting config %s=%s: %s", t.name, key, value, exc)
+            image = image.with_topic(TopicInfo(t.name, t.topic_id, parts, configs))
+            log.info(
+                "Adopted topic %s (id %s) with %d partition(s) and configs %s found on disk",
+                t.name,
+                t.topic_id,
+                t.partitions,
+                configs,
+            )
+        if image is not self.image:
+            self.store.save(image)
+            self.image = image
+
     def validate_manual_replicas(self, broker_ids: Sequence[int]) -> None:
         """A single node places every replica on itself."""
         if list(broker_ids) != [self.node_id]:
@@ -224,3 +290,65 @@ class LocalController(TopicRules):
         if validate_only:
             return
         self._commit(self.image.with_topic(replace(info, configs=dict(configs))))
+
+    # ------------------------------------------------------------------ reassignments
+    def _partition(self, topic: str, partition: int) -> PartitionState:
+        info = self.image.topics.get(topic)
+        if info is None:
+            raise unknown_topic_for_reassignment(topic)
+        if not 0 <= partition < len(info.partitions):
+            raise unknown_partition_for_reassignment(topic, partition)
+        return info.partitions[partition]
+
+    async def alter_partition_reassignment(
+        self, topic: str, partition: int, target: Sequence[int], allow_rf_change: bool = True
+    ) -> None:
+        """The target was validated (it can only be this broker): nothing moves."""
+        current = ReplicaAssignment(tuple(self._partition(topic, partition).replicas))
+        check_replication_factor(current, target, allow_rf_change)
+        self.validate_manual_replicas(target)
+
+    async def cancel_partition_reassignment(self, topic: str, partition: int) -> None:
+        self._partition(topic, partition)
+        raise no_reassignment_in_progress()
+
+    def list_partition_reassignments(
+        self, topics: Mapping[str, Sequence[int]] | None
+    ) -> list[tuple[str, int, ReplicaAssignment]]:
+        return []
+
+    # ------------------------------------------------------------------ elections
+    async def elect_leaders(
+        self,
+        election_type: int,
+        partitions: Sequence[tuple[str, int]] | None,
+        timeout_s: float,
+    ) -> list[ElectionResult]:
+        """(topic, partition, error, message): every partition already has its preferred
+        leader, this broker, so no election is ever needed (and none is reported when
+        all partitions were asked for)."""
+        if partitions is None:
+            return []
+        out: list[ElectionResult] = []
+        for topic, p in partitions:
+            info = self.image.topics.get(topic)
+            if info is None:
+                out.append(
+                    ElectionResult(
+                        topic, p, ErrorCode.unknown_topic_or_partition, f"No such topic as {topic}"
+                    )
+                )
+            elif not 0 <= p < len(info.partitions):
+                out.append(
+                    ElectionResult(
+                        topic,
+                        p,
+                        ErrorCode.unknown_topic_or_partition,
+                        f"No such partition as {topic}-{p}",
+                    )
+                )
+            else:
+                out.append(
+                    ElectionResult(topic, p, ErrorCode.election_not_needed, ELECTION_NOT_NEEDED)
+                )
+        return out

@@ -19,24 +19,23 @@ INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 
 
 def validate_topic_name(name: str) -> None:
-    """Kafka's topic name rules; raises INVALID_TOPIC_EXCEPTION."""
+    """Kafka's topic name rules (Topic.validate, 4.1 wording); raises INVALID_TOPIC_EXCEPTION."""
     if not name:
-        raise KafkaError(
-            "Topic name is illegal, it can't be empty", ErrorCode.invalid_topic_exception
+        problem = "the empty string is not allowed"
+    elif name in (".", ".."):
+        problem = f"'{name}' is not allowed"
+    elif len(name) > MAX_TOPIC_NAME_LENGTH:
+        problem = (
+            f"the length of '{name}' is longer than the max allowed length {MAX_TOPIC_NAME_LENGTH}"
         )
-    if name in (".", ".."):
-        raise KafkaError('Topic name cannot be "." or ".."', ErrorCode.invalid_topic_exception)
-    if len(name) > MAX_TOPIC_NAME_LENGTH:
-        raise KafkaError(
-            f"Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME_LENGTH} characters",
-            ErrorCode.invalid_topic_exception,
+    elif not _LEGAL_TOPIC.match(name):
+        problem = (
+            f"'{name}' contains one or more characters other than ASCII alphanumerics, "
+            "'.', '_' and '-'"
         )
-    if not _LEGAL_TOPIC.match(name):
-        raise KafkaError(
-            f'Topic name "{name}" is illegal, it contains a character other than '
-            "ASCII alphanumerics, '.', '_' and '-'",
-            ErrorCode.invalid_topic_exception,
-        )
+    else:
+        return
+    raise KafkaError(f"Topic name is invalid: {problem}", ErrorCode.invalid_topic_exception)
 
 
 def collision_name(name: str) -> str:
@@ -46,10 +45,28 @@ def collision_name(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BrokerInfo:
+    """A live broker: ``host``/``port`` on the inter-broker listener, and every advertised
+    listener as (name, host, port), so that clients get the endpoint of the listener they
+    connected through."""
+
     node_id: int
     host: str
     port: int
     rack: str | None = None
+    endpoints: tuple[tuple[str, str, int], ...] = ()
+
+    def on(self, listener: str) -> BrokerInfo | None:
+        """This broker as seen through ``listener`` (None: it has no such listener).
+
+        A broker that registered no endpoint list is reachable only as it is."""
+        if not self.endpoints:
+            return self
+        for name, host, port in self.endpoints:
+            if name == listener:
+                if host == self.host and port == self.port:
+                    return self
+                return replace(self, host=host, port=port)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +121,16 @@ class ClusterImage:
 
     def with_brokers(self, brokers: Mapping[int, BrokerInfo]) -> ClusterImage:
         return replace(self, brokers=dict(brokers))
+
+    def brokers_on(self, listener: str) -> dict[int, BrokerInfo]:
+        """The brokers reachable through ``listener``, with that listener's endpoints
+        (Kafka's MetadataCache.getAliveBrokerNodes(listenerName))."""
+        out = {}
+        for node_id, info in self.brokers.items():
+            seen = info.on(listener)
+            if seen is not None:
+                out[node_id] = seen
+        return out
 
     def isr_eligible(self, broker_id: int) -> bool:
         """May this broker (re)join an ISR? Kafka's isReplicaIsrEligible: alive and not

@@ -68,6 +68,15 @@ class LocalProducerIdStore:
         except (ValueError, KeyError, TypeError) as e:
             raise ProducerIdStoreError(f"producer id block file {self.path} is corrupt: {e}") from e
 
+    def skip_below(self, broker_id: int, next_id: int) -> None:
+        """Never hand out ids below ``next_id`` (ids Apache Kafka already gave out in a
+        migrated log dir): record them as one used block if the latest block is lower."""
+        latest = self.latest()
+        if next_id <= 0 or (latest is not None and latest.next_block_first_id >= next_id):
+            return
+        first = 0 if latest is None else latest.next_block_first_id
+        self._write(ProducerIdsBlock(broker_id, first, next_id - first))
+
     def allocate(self, broker_id: int, size: int = BLOCK_SIZE) -> ProducerIdsBlock:
         """Durably claim the block after the latest one (blocking: call off the loop)."""
         latest = self.latest()
@@ -77,9 +86,13 @@ class LocalProducerIdStore:
                 "Exhausted all producerIds as the next block's end is too large"
             )
         block = ProducerIdsBlock(broker_id, first, size)
+        self._write(block)
+        return block
+
+    def _write(self, block: ProducerIdsBlock) -> None:
         record = {
             "version": 1,
-            "broker": broker_id,
+            "broker": block.assigned_broker_id,
             "block_start": str(block.first_producer_id),
             "block_end": str(block.last_producer_id),
         }
@@ -87,4 +100,3 @@ class LocalProducerIdStore:
             write_atomic(self.path, json.dumps(record, separators=(",", ":")).encode())
         except OSError as e:
             raise ProducerIdStoreError(f"cannot write {self.path}: {e}") from e
-        return block

@@ -28,8 +28,11 @@ from typing import Protocol
 from pybroker.config.topic_config import TopicConfig
 from pybroker.protocol.errors import ErrorCode, KafkaError, UnknownTopicOrPartitionError
 from pybroker.replication.fetcher import ReplicaFetcherManager
+from pybroker.replication.log_dir_events import OfflineReplicas
 from pybroker.replication.metadata import ClusterImage, PartitionState
-from pybroker.replication.partition import LeaderAndIsr, Partition
+from pybroker.replication.partition import LeaderAndIsr, Partition, check_epoch
+from pybroker.replication.replica_selector import ReplicaView, candidate_views
+from pybroker.replication.replica_selector import preferred_read_replica as choose_read_replica
 from pybroker.storage.log import AppendInfo, Log, wall_ms
 from pybroker.storage.log_manager import LogManager
 
@@ -84,6 +87,8 @@ class ReplicaManager:
         self._listeners: list[AppendListener] = []
         self._leadership_listeners: list[LeadershipListener] = []
         self._isr_tasks: set[asyncio.Task[None]] = set()
+        # Partitions whose log dir failed (KAFKA_STORAGE_ERROR), see log_dir_events.
+        self.offline = OfflineReplicas()
 
     def add_append_listener(self, listener: AppendListener) -> None:
         """Called when a partition's readable data grows (append or HW move)."""
@@ -101,7 +106,8 @@ class ReplicaManager:
     # ----------------------------------------------------------------- metadata
     def apply_image(self, image: ClusterImage) -> None:
         """Create logs for hosted partitions, make each leader or follower, drop logs of
-        deleted topics and push config changes."""
+        deleted topics (and, in a cluster, of replicas reassigned away) and push config
+        changes."""
         old = self.image
         self.image = image
         now = self.clock()
@@ -114,6 +120,8 @@ class ReplicaManager:
                     continue
                 tp = (info.name, p.partition)
                 hosted.add(tp)
+                if self.offline.blocks(tp, old is None, self.log_manager):
+                    continue
                 existing = self.log_manager.get_log(info.name, p.partition)
                 if existing is not None and existing.topic_id != info.topic_id:
                     log.warning(
@@ -124,6 +132,8 @@ class ReplicaManager:
                     self._drop(tp)
                     self.log_manager.delete_log(info.name, p.partition)
                     existing = None
+                if existing is not None and previous is None:
+                    existing.update_config(config)  # opened at start-up, before any image
                 lg = existing or self.log_manager.get_or_create_log(
                     info.name, p.partition, info.topic_id, config
                 )
@@ -137,6 +147,18 @@ class ReplicaManager:
             if info is None or lg.partition >= len(info.partitions):
                 log.info("Deleting log %s-%d: its topic is gone", lg.topic, lg.partition)
                 self.log_manager.delete_log(lg.topic, lg.partition)
+            elif self.isr_writer is not None and (lg.topic, lg.partition) not in hosted:
+                # In a cluster: a replica reassigned away (Kafka's StopReplica with
+                # deletePartition), also when this broker was down while it moved.
+                replicas = info.partitions[lg.partition].replicas
+                if replicas:
+                    log.info(
+                        "Deleting log %s-%d: this broker is no longer a replica (now %s)",
+                        lg.topic,
+                        lg.partition,
+                        list(replicas),
+                    )
+                    self.log_manager.delete_log(lg.topic, lg.partition)
 
     def _become(self, tp: TopicPartition, lg: Log, state: LeaderAndIsr, now: int) -> None:
         part = self.partitions.get(tp)
@@ -206,6 +228,21 @@ class ReplicaManager:
 
     def leader_partition(self, topic: str, partition: int, leader_epoch: int = -1) -> Partition:
         """The Partition this broker leads, or the Kafka error why not."""
+        part = self._hosted(topic, partition)
+        part.check_leader(leader_epoch)
+        return part
+
+    def readable_partition(self, topic: str, partition: int, leader_epoch: int = -1) -> Partition:
+        """A partition a consumer may read here: led, or followed (KIP-392: Fetch v11+
+        consumers may read from followers, up to the follower's high watermark)."""
+        part = self._hosted(topic, partition)
+        if part.state is None:
+            part.check_leader(leader_epoch)  # neither leader nor follower yet
+        check_epoch(leader_epoch, part.leader_epoch)
+        return part
+
+    def _hosted(self, topic: str, partition: int) -> Partition:
+        self.offline.check(topic, partition)
         part = self.partitions.get((topic, partition))
         if part is None:
             image = self.image
@@ -215,8 +252,32 @@ class ReplicaManager:
                     ErrorCode.not_leader_or_follower,
                 )
             raise UnknownTopicOrPartitionError("This server does not host this topic-partition.")
-        part.check_leader(leader_epoch)
         return part
+
+    def preferred_read_replica(
+        self,
+        part: Partition,
+        selector: str | None,
+        client_rack: str | None,
+        fetch_offset: int,
+        rack_of: Callable[[int], str | None],
+    ) -> int | None:
+        """Where the leader sends a consumer of ``part`` to read (None: read here)."""
+        if selector is None or not part.is_leader:
+            return None
+        now = self.clock()
+        leader = ReplicaView(self.node_id, rack_of(self.node_id), part.log.log_end_offset, 0)
+        followers = candidate_views(
+            (
+                (f.broker_id, f.log_start_offset, f.log_end_offset, f.last_caught_up_ms)
+                for f in part.followers.values()
+            ),
+            part.isr,
+            fetch_offset,
+            now,
+            rack_of,
+        )
+        return choose_read_replica(selector, client_rack, leader, followers)
 
     def leader_log(self, topic: str, partition: int) -> Log:
         """The local log of a partition this broker leads, or the Kafka error why not."""
@@ -299,7 +360,10 @@ class ReplicaManager:
         if part.update_follower_fetch(replica_id, fetch_offset, log_start, now):
             self._notify(topic, partition)
         image = self.image
-        expanded = part.isr_to_expand(image.isr_eligible if image else lambda _: True)
+        eligible = self.offline.isr_eligible(
+            (topic, partition), image.isr_eligible if image else lambda _: True
+        )
+        expanded = part.isr_to_expand(eligible)
         if expanded is not None:
             self._propose_isr(part, expanded, "expand")
 

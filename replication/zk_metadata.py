@@ -46,7 +46,8 @@ def broker_info(reg: BrokerRegistration, listener_name: str) -> BrokerInfo | Non
     ep = reg.endpoint(listener_name) or (reg.endpoints[0] if reg.endpoints else None)
     if ep is None:
         return None
-    return BrokerInfo(reg.broker_id, ep.host or "localhost", ep.port, reg.rack)
+    endpoints = tuple((e.listener_name, e.host or "localhost", e.port) for e in reg.endpoints)
+    return BrokerInfo(reg.broker_id, ep.host or "localhost", ep.port, reg.rack, endpoints)
 
 
 class ZkMetadataCache:

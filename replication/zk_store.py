@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from pybroker.replication import zk_data as zd
+from pybroker.replication.election import ElectionResult
 from pybroker.replication.producer_id_store import ProducerIdStoreError
 from pybroker.replication.zk_client import (
     CheckOp,
@@ -392,28 +394,38 @@ class KafkaZkStore:
         config_path = zd.topic_config_path(topic)
         config_data = zd.encode_entity_config(config)
         await self.client.ensure_path(f"{zd.CONFIG_PATH}/{zd.CONFIG_TYPE_TOPIC}")
-        config_op: ZkOp
-        if await self.client.exists(config_path) is not None:
-            config_op = SetDataOp(config_path, config_data)
-        else:
-            config_op = CreateOp(config_path, config_data)
-        try:
-            await self.client.multi(
-                [config_op, CreateOp(zd.topic_path(topic), zd.encode_topic_assignment(assignment))]
-            )
-        except ZkMultiError as e:
-            if e.index == 1 and isinstance(e.cause, ZkNodeExistsError):
-                raise TopicExistsError(f"Topic '{topic}' already exists.") from e
-            raise e.cause from e
+        for _attempt in range(3):
+            config_op: ZkOp
+            if await self.client.exists(config_path) is not None:
+                config_op = SetDataOp(config_path, config_data)
+            else:
+                config_op = CreateOp(config_path, config_data)
+            try:
+                await self.client.multi(
+                    [
+                        config_op,
+                        CreateOp(zd.topic_path(topic), zd.encode_topic_assignment(assignment)),
+                    ]
+                )
+                return
+            except ZkMultiError as e:
+                if e.index == 1 and isinstance(e.cause, ZkNodeExistsError):
+                    raise TopicExistsError(f"Topic '{topic}' already exists.") from e
+                if e.index == 0 and isinstance(e.cause, ZkNodeExistsError | ZkNoNodeError):
+                    continue  # another broker creates the same topic: look again
+                raise e.cause from e
+        raise TopicExistsError(f"Topic '{topic}' already exists.")
 
-    async def set_topic_assignment(self, assignment: TopicAssignment) -> None:
-        """CreatePartitions from any broker: rewrite the assignment, conditional on the
-        version it was read at (a concurrent change fails with ZkBadVersionError)."""
-        await self.client.set(
+    async def set_topic_assignment(self, assignment: TopicAssignment) -> int:
+        """CreatePartitions or a reassignment from any broker: rewrite the assignment,
+        conditional on the version it was read at (a concurrent change fails with
+        ZkBadVersionError). Returns the new zk version."""
+        stat = await self.client.set(
             zd.topic_path(assignment.topic),
             zd.encode_topic_assignment(assignment),
             assignment.zk_version,
         )
+        return stat.version
 
     def _state_creates(
         self, topic: str, states: Mapping[int, PartitionStateZnode], epoch: ControllerEpoch
@@ -742,3 +754,228 @@ class KafkaZkStore:
             except (ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError):
                 await asyncio.sleep(random.uniform(0, 0.01))
         raise RuntimeError(f"could not allocate a producer id block in {max_attempts} attempts")
+
+    # ------------------------------------------------------------------ reassignments
+
+    async def complete_reassignment(
+        self,
+        assignment: TopicAssignment,
+        states: Mapping[int, PartitionStateZnode],
+        epoch: ControllerEpoch,
+    ) -> bool:
+        """The controller's last reassignment step for some partitions of one topic, in one
+        multi-op: their new states (conditional on the versions read) and the topic
+        znode (conditional on ``assignment.zk_version``). False if anything changed
+        meanwhile (nothing written; decide again from the fresh state)."""
+        topic = assignment.topic
+        ops: list[ZkOp] = [
+            SetDataOp(
+                zd.topic_path(topic), zd.encode_topic_assignment(assignment), assignment.zk_version
+            )
+        ]
+        for p, state in sorted(states.items()):
+            s = replace(state, controller_epoch=epoch.epoch)
+            ops.append(
+                SetDataOp(
+                    zd.partition_state_path(topic, p), zd.encode_partition_state(s), s.zk_version
+                )
+            )
+        try:
+            await self.controller_multi(ops, epoch)
+        except ZkMultiError as e:
+            if isinstance(e.cause, ZkBadVersionError | ZkNoNodeError):
+                return False
+            raise
+        return True
+
+    def watch_legacy_reassignments(
+        self, callback: Callable[[dict[TopicPartition, tuple[int, ...]] | None, int], None]
+    ) -> Subscription:
+        """ReassignPartitionsZNode's handler: Kafka's pre-KIP-455 way to ask for moves
+        (the ``/admin/reassign_partitions`` znode, written by tools). ``callback(moves,
+        zk version)``; None when the znode is absent."""
+
+        def on_data(data: bytes | None, stat: ZkStat | None) -> None:
+            if data is None or stat is None:
+                callback(None, -1)
+                return
+            try:
+                callback(decode_reassignments(data), stat.version)
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring unreadable %s", REASSIGN_PARTITIONS_PATH)
+                callback({}, stat.version)
+
+        return self.client.watch_data(REASSIGN_PARTITIONS_PATH, on_data)
+
+    async def update_legacy_reassignments(
+        self, moves: Mapping[TopicPartition, Iterable[int]], version: int
+    ) -> None:
+        """Rewrite ``/admin/reassign_partitions`` (deleted when ``moves`` is empty),
+        conditional on ``version``; a concurrent change wins (the watch re-delivers)."""
+        path = REASSIGN_PARTITIONS_PATH
+        try:
+            if moves:
+                await self.client.set(path, encode_reassignments(moves), version)
+            else:
+                await self.client.delete(path, version)
+        except (ZkBadVersionError, ZkNoNodeError):
+            pass
+
+    async def forget_legacy_reassignment(self, tp: TopicPartition) -> None:
+        """maybeRemoveFromZkReassignment: an API reassignment of ``tp`` takes precedence
+        over one asked for in ``/admin/reassign_partitions``."""
+        for _attempt in range(5):
+            got = await self.client.get_or_none(REASSIGN_PARTITIONS_PATH)
+            if got is None or not got[0]:
+                return
+            try:
+                moves = decode_reassignments(got[0])
+            except (ValueError, KeyError, TypeError):
+                return
+            if tp not in moves:
+                return
+            del moves[tp]
+            try:
+                if moves:
+                    await self.client.set(
+                        REASSIGN_PARTITIONS_PATH, encode_reassignments(moves), got[1].version
+                    )
+                else:
+                    await self.client.delete(REASSIGN_PARTITIONS_PATH, got[1].version)
+                return
+            except (ZkBadVersionError, ZkNoNodeError):
+                continue
+
+    async def start_reassignment(self, assignment: TopicAssignment, epoch: ControllerEpoch) -> bool:
+        """The controller writes a reassignment's first step (conditional on the version
+        read); False if the topic changed meanwhile."""
+        op = SetDataOp(
+            zd.topic_path(assignment.topic),
+            zd.encode_topic_assignment(assignment),
+            assignment.zk_version,
+        )
+        try:
+            await self.controller_multi([op], epoch)
+        except ZkMultiError as e:
+            if isinstance(e.cause, ZkBadVersionError | ZkNoNodeError):
+                return False
+            raise
+        return True
+
+    # ------------------------------------------------------------------ elect leaders
+
+    async def create_election_request(
+        self, election_type: int, partitions: Iterable[TopicPartition] | None
+    ) -> str:
+        """An ElectLeaders request for the controller: a sequential
+        ``/admin/elect_leaders/request_<seq>`` (pybroker's counterpart of Kafka's
+        ``/admin/preferred_replica_election``, which covers both election types); the
+        controller writes the results into it. Returns its path."""
+        await self.client.ensure_path(ELECT_LEADERS_PATH)
+        return await self.client.create(
+            f"{ELECT_LEADERS_PATH}/{ELECT_LEADERS_PREFIX}",
+            encode_election_request(ElectionRequest(election_type, partitions)),
+            ephemeral=True,  # gone with the asking broker, if it dies before reading it
+            sequential=True,
+        )
+
+    async def get_election_request(self, name: str) -> tuple[ElectionRequest, int] | None:
+        got = await self.client.get_or_none(f"{ELECT_LEADERS_PATH}/{name}")
+        if got is None or not got[0]:
+            return None
+        return decode_election_request(got[0]), got[1].version
+
+    async def answer_election_request(
+        self, name: str, request: ElectionRequest, version: int, epoch: ControllerEpoch
+    ) -> None:
+        """Write the results into the request (behind the controller-epoch check)."""
+        op = SetDataOp(f"{ELECT_LEADERS_PATH}/{name}", encode_election_request(request), version)
+        try:
+            await self.controller_multi([op], epoch)
+        except ZkMultiError as e:
+            if not isinstance(e.cause, ZkNoNodeError | ZkBadVersionError):
+                raise
+
+    def watch_election_requests(self, callback: Callable[[list[str]], None]) -> Subscription:
+        return self.client.watch_children(ELECT_LEADERS_PATH, lambda c: callback(c or []))
+
+
+ELECT_LEADERS_PATH = "/admin/elect_leaders"
+ELECT_LEADERS_PREFIX = "request_"
+
+
+@dataclass(frozen=True, slots=True)
+class ElectionRequest:
+    """``election_type`` 0 (PREFERRED) or 1 (UNCLEAN); ``partitions`` None = all.
+    ``results`` is None until the controller has answered."""
+
+    election_type: int
+    partitions: Iterable[TopicPartition] | None
+    results: tuple[ElectionResult, ...] | None = None
+
+
+def encode_election_request(r: ElectionRequest) -> bytes:
+    obj: dict[str, object] = {
+        "version": 1,
+        "election_type": r.election_type,
+        "partitions": None
+        if r.partitions is None
+        else [{"topic": t, "partition": p} for t, p in r.partitions],
+    }
+    if r.results is not None:
+        obj["results"] = [
+            {
+                "topic": x.topic,
+                "partition": x.partition,
+                "error_code": int(x.error_code),
+                "error_message": x.error_message,
+            }
+            for x in r.results
+        ]
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def decode_election_request(data: bytes) -> ElectionRequest:
+    obj = json.loads(data)
+    raw = obj.get("partitions")
+    partitions = None if raw is None else tuple((str(x["topic"]), int(x["partition"])) for x in raw)
+    results = obj.get("results")
+    return ElectionRequest(
+        int(obj["election_type"]),
+        partitions,
+        None
+        if results is None
+        else tuple(
+            ElectionResult(
+                str(x["topic"]), int(x["partition"]), int(x["error_code"]), x.get("error_message")
+            )
+            for x in results
+        ),
+    )
+
+
+# ---------------------------------------------------------------------- legacy reassignments
+
+REASSIGN_PARTITIONS_PATH = "/admin/reassign_partitions"
+
+
+def encode_reassignments(reassignments: Mapping[TopicPartition, Iterable[int]]) -> bytes:
+    """ReassignPartitionsZNode: {"version":1,"partitions":[{topic, partition, replicas}]}."""
+    return json.dumps(
+        {
+            "version": 1,
+            "partitions": [
+                {"topic": t, "partition": p, "replicas": list(r)}
+                for (t, p), r in sorted(reassignments.items())
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_reassignments(data: bytes) -> dict[TopicPartition, tuple[int, ...]]:
+    obj = json.loads(data)
+    return {
+        (str(x["topic"]), int(x["partition"])): tuple(int(r) for r in x["replicas"])
+        for x in obj.get("partitions", ())
+    }

@@ -85,6 +85,8 @@ EARLIEST_LOCAL_TIMESTAMP = -4
 
 ZERO_UUID = uuid.UUID(int=0)
 _DIR_NAME = re.compile(r"^([a-zA-Z0-9._-]{1,249})-(\d+)$")  # Kafka's legal topic names
+# A replica being moved between log dirs (KIP-113): ``<topic>-<p>.<uuid>-future``.
+_FUTURE_SUFFIX = re.compile(r"\.[0-9a-f]{32}-future$")
 # Files other storage modules (producer state, txn index, cleaner) keep in a log dir.
 _KNOWN_SUFFIXES = (".snapshot", ".txnindex", ".swap")
 _CLEANUP_SUFFIXES = (DELETED_SUFFIX, ".cleaned", ".tmp")
@@ -127,6 +129,21 @@ class ReadInfo:
     high_watermark: int
     # read(collect_aborted=True): the aborted transactions overlapping the fetched batches
     aborted_transactions: list[AbortedTxn] | None = None
+
+
+def _runs_within(entries: list[BatchEntry], limit: int) -> list[tuple[int, int, tuple[int, int]]]:
+    """Consecutive batches grouped so that each group's bytes stay within ``limit`` (a
+    batch larger than that alone is its own group): (first entry, end entry, (byte start,
+    byte end)) per group."""
+    runs = []
+    start, pos, run_start = 0, 0, 0
+    for i, (_, _, size) in enumerate(entries):
+        if i > start and pos + size - run_start > limit:
+            runs.append((start, i, (run_start, pos)))
+            start, run_start = i, pos
+        pos += size
+    runs.append((start, len(entries), (run_start, pos)))
+    return runs
 
 
 class Log:
@@ -200,7 +217,7 @@ class Log:
         re-validated and the log truncated at the first bad one. Any index that is
         missing or fails its sanity check is rebuilt (lazily for old segments).
         """
-        parsed = parse_log_dir_name(dir.name)
+        parsed = parse_log_dir_name(_FUTURE_SUFFIX.sub("", dir.name))
         if parsed is None:
             raise ValueError(f"{dir} is not named <topic>-<partition>")
         dir.mkdir(parents=True, exist_ok=True)
@@ -456,6 +473,18 @@ class Log:
     def size_bytes(self) -> int:
         return sum(s.size for s in self._segments)
 
+    def assign_topic_id(self, topic_id: uuid.UUID) -> None:
+        """Give a log opened without ``partition.metadata`` its topic id (and write it)."""
+        if self.topic_id == topic_id:
+            return
+        if self.topic_id != ZERO_UUID:
+            raise InconsistentTopicIdError(
+                f"Tried to assign topic ID {topic_id} to log for {self.dir.name}, "
+                f"but log already contained topic ID {self.topic_id}"
+            )
+        write_partition_metadata(self.dir / PARTITION_METADATA, topic_id)
+        self.topic_id = topic_id
+
     def update_config(self, config: TopicConfig) -> None:
         """New topic config: applies to appends now, to index sizes at the next roll."""
         self.config = config
@@ -520,11 +549,7 @@ class Log:
                 ts = h.max_timestamp
                 bt = h.base_timestamp
                 if (ts != -1 and not lo <= ts <= hi) or (bt != -1 and not lo <= bt <= hi):
-                    bad = ts if ts != -1 and not lo <= ts <= hi else bt
-                    raise InvalidTimestampError(
-                        f"Timestamp {bad} of message with offset {offset} is out of range. "
-                        f"The timestamp should be within [{lo}, {hi}]"
-                    )
+                    raise self._timestamp_error(payload, pos, offset, lo, hi, ts, bt)
             last = offset + h.last_offset_delta
             set_base_offset(payload, pos, offset)
             set_partition_leader_epoch(payload, pos, leader_epoch)
@@ -573,17 +598,63 @@ class Log:
             count,
         )
 
+    def _timestamp_error(
+        self, payload: bytearray, pos: int, offset: int, lo: int, hi: int, ts: int, bt: int
+    ) -> InvalidTimestampError:
+        """Kafka's LogValidator: one record error per out-of-range record (its index in the
+        batch and absolute offset), under one summary message (RecordValidationException)."""
+
+        def message(stamp: int, at: int) -> str:
+            return (
+                f"Timestamp {stamp} of message with offset {at} is out of range. "
+                f"The timestamp should be within [{lo}, {hi}]"
+            )
+
+        limit = MAX_DECOMPRESSION_RATIO * self.config.max_message_bytes
+        try:
+            records = decode_records(payload, pos, max_size=limit)
+            # Kafka quotes the offset the producer gave the record (before assignment).
+            errors = [
+                (i, message(r.timestamp, r.offset))
+                for i, r in enumerate(records)
+                if not lo <= r.timestamp <= hi
+            ]
+        except CorruptRecordError:
+            errors = []
+        if not errors:
+            errors = [(0, message(ts if ts != -1 and not lo <= ts <= hi else bt, 0))]
+        err = InvalidTimestampError(
+            "One or more records have been rejected due to invalid timestamp"
+        )
+        err.record_errors = errors  # type: ignore[attr-defined]
+        return err
+
     def _check_keys(self, payload: bytearray, batches: int) -> None:
-        """Compacted topics reject records without a key (Kafka's INVALID_RECORD)."""
+        """Compacted topics reject records without a key (Kafka's INVALID_RECORD, one
+        record error per keyless record, summarised as Kafka's processRecordErrors does)."""
         pos = 0
         limit = MAX_DECOMPRESSION_RATIO * self.config.max_message_bytes
         for _ in range(batches):
             records = decode_records(payload, pos, max_size=limit)
-            if any(r.key is None for r in records):
-                raise InvalidRecordError(
-                    f"Compacted topic cannot accept message without key in topic partition "
-                    f"{self.topic}-{self.partition}."
+            errors = [
+                (
+                    i,
+                    "Compacted topic cannot accept message without key in topic partition "
+                    f"{self.topic}-{self.partition}",
                 )
+                for i, r in enumerate(records)
+                if r.key is None
+            ]
+            if errors:
+                shown = ", ".join(
+                    f"RecordError(batchIndex={i}, message='{m}')" for i, m in errors[:3]
+                )
+                err = InvalidRecordError(
+                    f"One or more records have been rejected due to {len(errors)} record errors "
+                    f"in total, and only showing the first three errors at most: [{shown}]"
+                )
+                err.record_errors = errors  # type: ignore[attr-defined]
+                raise err
             pos += int.from_bytes(payload[pos + 8 : pos + 12], "big", signed=True) + LOG_OVERHEAD
 
     def append_as_follower(self, payload: bytearray) -> AppendInfo:
@@ -621,7 +692,21 @@ class Log:
             entries.append((last, h.max_timestamp, h.batch_length + LOG_OVERHEAD))
             count += h.records_count
             next_min = last + 1
-        self._write(payload, entries, first, next_min - 1, max_ts, self._now())
+        now = self._now()
+        if len(payload) <= self.config.segment_bytes:
+            self._write(payload, entries, first, next_min - 1, max_ts, now)
+        else:
+            # A fetch may bring more bytes than one segment holds (a small segment.bytes):
+            # write it in runs of whole batches that each fit a segment.
+            for start, end, run in _runs_within(entries, self.config.segment_bytes):
+                self._write(
+                    payload[run[0] : run[1]],
+                    entries[start:end],
+                    headers[start].base_offset,
+                    entries[end - 1][0],
+                    max(e[1] for e in entries[start:end]),
+                    now,
+                )
         self.producer_state.apply_replicated(headers, payload)
         for epoch, start in epochs:
             self.epoch_cache.assign(epoch, start)
@@ -659,7 +744,8 @@ class Log:
                 seg = self._roll(first, now)
             seg.append(payload, entries)
         except OSError as e:
-            log.error("Error appending to %s: %s", self.dir, e)
+            # The log dir failure channel logs the one ERROR line for the dir.
+            log.warning("Error appending to %s: %s", self.dir, e)
             raise KafkaStorageError(
                 f"Error while appending records to {self.topic}-{self.partition} in dir "
                 f"{self.dir.parent}: {e}"

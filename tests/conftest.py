@@ -52,6 +52,7 @@ def differential_brokers(
     """pybroker set up as the reference Kafka is, for differential tests (session-wide)."""
     ours = BrokerProcess(
         tmp_path_factory.mktemp("differential") / "data",
+        config=Path(__file__).parent / "differential" / "pybroker.properties",
         overrides={
             "num.partitions": "1",
             "offsets.topic.num.partitions": "50",

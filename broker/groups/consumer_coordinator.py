@@ -17,15 +17,18 @@ group and member id; they look the group up again when they fire.
 Differences from Kafka 4.0, by design or scope:
 
 - No classic-protocol members inside a consumer group and no online upgrade/downgrade
-  (``group.consumer.migration.policy`` acts as ``disabled``): a ConsumerGroupHeartbeat for
-  a non-empty classic group gets GROUP_ID_NOT_FOUND, a JoinGroup for a non-empty consumer
-  group INCONSISTENT_GROUP_PROTOCOL. Empty groups convert both ways, keeping offsets.
+  (Kafka 4.1's default policy, bidirectional, would migrate): a ConsumerGroupHeartbeat for
+  a non-empty classic group gets GROUP_ID_NOT_FOUND (with Kafka's reason when Kafka would
+  not upgrade it either), a JoinGroup for a non-empty consumer group
+  INCONSISTENT_GROUP_PROTOCOL. Empty groups convert both ways, keeping offsets.
 - A member rejoining with epoch 0 under the member id it already has is accepted (Kafka
   after 4.0, the fenced-member recovery of KIP-848); 4.0 answered FENCED_MEMBER_EPOCH
   again, which a client keeping its id (KIP-1082) cannot get out of.
 - Regular expressions (``subscribed_topic_regex``, Python ``re`` full match standing in
-  for RE2/J) are resolved synchronously when a member brings a new one and re-resolved on
-  a heartbeat at most every 10 s after topics were created, instead of on an executor.
+  for RE2/J, its errors reported in RE2/J's words) are validated on the heartbeat that
+  brings them and resolved just after it, as Kafka 4.1's executor does (the resolution
+  bumps the group epoch when the topics change); they are re-resolved at most every 10 s
+  after topics were created.
 """
 
 from __future__ import annotations
@@ -80,9 +83,11 @@ from pybroker.broker.groups.group import ClassicGroup, GroupState
 from pybroker.broker.groups.records import (
     GroupMetadataValue,
     RecordFormatError,
+    check_consumer_assignment,
     encode_group_metadata_key,
     encode_group_metadata_value,
     encode_offset_commit_key,
+    subscribed_topics,
 )
 from pybroker.protocol.errors import ErrorCode, KafkaError
 
@@ -578,7 +583,25 @@ class ConsumerGroupManager:
                 "[GroupId %s] Converted the empty classic group to a consumer group.", group_id
             )
             return w
-        raise KafkaError(f"Group {group_id} is not a consumer group.", ErrorCode.group_id_not_found)
+        raise KafkaError(self._upgrade_refusal(existing), ErrorCode.group_id_not_found)
+
+    def _upgrade_refusal(self, group: ClassicGroup) -> str:
+        """Why a non-empty classic group does not become a consumer group: Kafka 4.1's
+        checks before an online upgrade, in its order and words. A group that passes them
+        Kafka would upgrade; pybroker does not migrate online (see the module docstring)."""
+        why = f"Cannot upgrade classic group {group.group_id} to consumer group because"
+        if group.protocol_type != "consumer":
+            return f"{why} the group does not use the consumer embedded protocol."
+        if len(group.members) > self.config.max_size:
+            return f"{why} the group size exceeds the consumer group maximum size."
+        try:
+            for m in group.members.values():
+                subscribed_topics(m.metadata(group.protocol_name or ""))
+                if m.assignment:  # none yet is no assignment, not a malformed one
+                    check_consumer_assignment(m.assignment)
+        except (RecordFormatError, KeyError):
+            return f"{why} the embedded consumer protocol is malformed."
+        return f"Group {group.group_id} is not a consumer group."
 
     @staticmethod
     def _check_epoch(
@@ -751,8 +774,10 @@ class ConsumerGroupManager:
     def _maybe_update_regexes(
         self, w: _Write, old: ConsumerGroupMember, new: ConsumerGroupMember, now: int
     ) -> bool | None:
-        """maybeUpdateRegularExpressions, resolving synchronously. Returns True when the
-        resolved topics of the group changed (a new group epoch), None otherwise."""
+        """maybeUpdateRegularExpressions. A new regex is validated here but resolved
+        afterwards, as Kafka's executor does: until then it subscribes the member to
+        nothing, and the resolution bumps the group epoch if the group's topics change.
+        Returns True when the member's regex changed (a new group epoch), None otherwise."""
         group = w.group
         counts = group.subscribed_regexes()
         if old.member_id in group.members and old.subscribed_topic_regex:
@@ -761,6 +786,7 @@ class ConsumerGroupManager:
             counts[new.subscribed_topic_regex] += 1
         counts = +counts
         changed = False
+        resolve = False
         if old.subscribed_topic_regex != new.subscribed_topic_regex:
             previous = old.subscribed_topic_regex
             if previous and previous not in counts and previous in group.resolved_regexes:
@@ -771,13 +797,8 @@ class ConsumerGroupManager:
                 changed |= bool(group.resolved_regexes[previous].topics)
             regex = new.subscribed_topic_regex
             if regex and regex not in group.resolved_regexes:
-                pattern = _compile(regex)
-                topics = frozenset(t for t in self.topics() if pattern.fullmatch(t))
-                w.add(
-                    ConsumerKey(CONSUMER_GROUP_REGULAR_EXPRESSION, group.group_id, regex=regex),
-                    RegexValue(tuple(sorted(topics)), self.image_version, now),
-                )
-                changed = True
+                _compile(regex)  # INVALID_REGULAR_EXPRESSION now; the topics come later
+                changed = resolve = True
             elif regex:
                 changed = True
         # Refresh the group's regexes when topics were created since their resolution.
@@ -788,20 +809,57 @@ class ConsumerGroupManager:
             if r in counts and v.version < self.image_version
         ]
         if stale and now >= last + self.regex_refresh_min_interval_ms:
-            names = list(self.topics())
-            for regex in stale:
-                try:
-                    pattern = _compile(regex)
-                except KafkaError:
-                    continue
-                topics = frozenset(t for t in names if pattern.fullmatch(t))
-                if topics != group.resolved_regexes[regex].topics:
-                    changed = True
-                w.add(
-                    ConsumerKey(CONSUMER_GROUP_REGULAR_EXPRESSION, group.group_id, regex=regex),
-                    RegexValue(tuple(sorted(topics)), self.image_version, now),
-                )
+            resolve = True
+        if resolve:
+            self._schedule("regex", group.group_id, "", 0, self._resolve_regexes, group.group_id)
         return True if changed else None
+
+    def _resolve_regexes(self, group_id: str) -> None:
+        """The executor's task and its result (handleRegularExpressionsResult): every
+        regex of the group resolved against the topics now, written, and a new group
+        epoch when the group's subscribed topics changed."""
+        group = self.group(group_id)
+        counts = group.subscribed_regexes() if group is not None else None
+        if group is None or not counts:
+            return
+        now = self.clock()
+        names = list(self.topics())
+        w = _Write(group)
+        resolved = {k: v.topics for k, v in group.resolved_regexes.items()}
+        bump = False  # any regex whose topics changed (a new one had none)
+        for regex in counts:
+            try:
+                pattern = _compile(regex)
+            except KafkaError:
+                continue
+            topics = frozenset(t for t in names if pattern.fullmatch(t))
+            bump |= topics != resolved.get(regex, frozenset())
+            resolved[regex] = topics
+            w.add(
+                ConsumerKey(CONSUMER_GROUP_REGULAR_EXPRESSION, group.group_id, regex=regex),
+                RegexValue(tuple(sorted(topics)), self.image_version, now),
+            )
+        subscription = self._subscription_metadata(self._subscribed_names(group, resolved))
+        if subscription != group.subscription_metadata:
+            bump = True
+            w.add(
+                ConsumerKey(CONSUMER_GROUP_PARTITION_METADATA, group.group_id),
+                PartitionMetadataValue(tuple(subscription.values())),
+            )
+        if bump:
+            w.add(
+                ConsumerKey(CONSUMER_GROUP_METADATA, group.group_id),
+                GroupEpochValue(group.group_epoch + 1),
+            )
+            log.info(
+                "[GroupId %s] Bumped group epoch to %d after resolving regexes.",
+                group_id,
+                group.group_epoch + 1,
+            )
+        try:
+            self._write(w)
+        except KafkaError as exc:
+            log.warning("[GroupId %s] Could not write resolved regexes: %s", group_id, exc)
 
     # ------------------------------------------------------------------ target assignment
     def _update_target(
@@ -942,13 +1000,15 @@ class ConsumerGroupManager:
         self._fence(group, member)
         return HeartbeatResult(member_id=r.member_id, member_epoch=r.member_epoch)
 
-    def _fence(self, group: ConsumerGroup, member: ConsumerGroupMember) -> None:
-        """consumerGroupFenceMember: remove the member, bump the group epoch."""
+    def _fence(self, group: ConsumerGroup, *members: ConsumerGroupMember) -> None:
+        """consumerGroupFenceMember(s): remove the members, bump the group epoch once."""
         w = _Write(group)
-        self._remove_member_records(w, member.member_id)
+        removed = [m.member_id for m in members]
+        for member_id in removed:
+            self._remove_member_records(w, member_id)
         regexes = {k: v.topics for k, v in group.resolved_regexes.items()}
         subscription = self._subscription_metadata(
-            self._subscribed_names(group, regexes, removed=[member.member_id])
+            self._subscribed_names(group, regexes, removed=removed)
         )
         if subscription != group.subscription_metadata:
             w.add(
@@ -960,7 +1020,8 @@ class ConsumerGroupManager:
             GroupEpochValue(group.group_epoch + 1),
         )
         self._write(w)
-        self._cancel_timers(group.group_id, member.member_id)
+        for member_id in removed:
+            self._cancel_timers(group.group_id, member_id)
 
     # =================================================================== classic APIs
     def release_for_classic(self, group: ConsumerGroup, member_id: str) -> ErrorCode | None:
@@ -995,24 +1056,29 @@ class ConsumerGroupManager:
     def classic_leave(
         self, group: ConsumerGroup, leaving: Sequence[tuple[str, str | None, str | None]]
     ) -> list[ErrorCode]:
-        """LeaveGroup against a consumer group (classicGroupLeaveToConsumerGroup): the
-        admin removal of a static member by instance id fences it; this group has no
-        classic members, so any other identity is UNKNOWN_MEMBER_ID."""
+        """LeaveGroup against a consumer group (Kafka 4.1's classicGroupLeaveToConsumerGroup):
+        any member, by member id or (static) by instance id, is fenced; the valid ones
+        leave together, with one group epoch bump."""
         errors = []
+        valid: dict[str, ConsumerGroupMember] = {}
         for member_id, instance_id, _reason in leaving:
-            member = group.static_member(instance_id) if instance_id is not None else None
-            if member is None or member_id:
-                if member is not None and member.member_id != member_id:
+            if instance_id is None:
+                member = group.members.get(member_id)
+            else:
+                member = group.static_member(instance_id)
+                if member is not None and member_id and member.member_id != member_id:
                     errors.append(ErrorCode.fenced_instance_id)
-                else:
-                    errors.append(ErrorCode.unknown_member_id)
+                    continue
+            if member is None:
+                errors.append(ErrorCode.unknown_member_id)
                 continue
-            try:
-                self._fence(group, member)
-            except KafkaError as exc:
-                errors.append(exc.code)
-                continue
+            valid[member.member_id] = member
             errors.append(ErrorCode.none)
+        if valid:
+            try:
+                self._fence(group, *valid.values())
+            except KafkaError as exc:
+                return [exc.code if e == ErrorCode.none else e for e in errors]
         return errors
 
     def validate_offset_fetch(
@@ -1098,7 +1164,8 @@ class ConsumerGroupManager:
                     client_id=m.client_id,
                     client_host=m.client_host,
                     subscribed_topic_names=sorted(m.subscribed_topic_names),
-                    subscribed_topic_regex=m.subscribed_topic_regex,
+                    # Kafka's member keeps "" for no regex and describes it so.
+                    subscribed_topic_regex=m.subscribed_topic_regex or "",
                     assignment=dict(topic_partitions=tps(m.assigned)),
                     target_assignment=dict(topic_partitions=tps(group.target.get(m.member_id, {}))),
                     member_type=0 if m.classic else 1,
@@ -1203,9 +1270,31 @@ def _compile(regex: str) -> re.Pattern[str]:
         return re.compile(regex)
     except re.error as exc:
         raise KafkaError(
-            f"SubscribedTopicRegex `{regex}` is not a valid regular expression: {exc}.",
+            f"SubscribedTopicRegex `{regex}` is not a valid regular expression: "
+            f"{_re2j_description(exc)}.",
             ErrorCode.invalid_regular_expression,
         ) from None
+
+
+# Python ``re`` errors and the RE2/J descriptions Kafka reports for the same mistakes.
+_RE2J_DESCRIPTIONS = (
+    ("unterminated character set", "missing closing ]"),
+    ("missing ), unterminated subpattern", "missing closing )"),
+    ("unbalanced parenthesis", "unexpected )"),
+    ("nothing to repeat", "missing argument to repetition operator"),
+    ("multiple repeat", "invalid nested repetition operator"),
+    ("bad escape (end of pattern)", "trailing backslash at end of expression"),
+    ("bad escape", "invalid escape sequence"),
+    ("bad character range", "invalid character class range"),
+)
+
+
+def _re2j_description(exc: re.error) -> str:
+    text = str(exc.msg)
+    for python, re2j in _RE2J_DESCRIPTIONS:
+        if text.startswith(python):
+            return re2j
+    return text
 
 
 def _fmt(assignment: Assignment) -> str:

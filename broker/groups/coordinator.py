@@ -1155,8 +1155,9 @@ class GroupCoordinator:
             return error, []
         group = self.groups.get(group_id)
         if group is None or group.state == GroupState.DEAD:
-            # Kafka 4.x fails the whole request for a group it does not know.
-            return ErrorCode.unknown_member_id, []
+            # Kafka 4.x answers UNKNOWN_MEMBER_ID for every member of a group it does not
+            # know (the top-level error stays NONE; v0-2 carry the member's error up).
+            return ErrorCode.none, [ErrorCode.unknown_member_id] * len(leaving)
         if isinstance(group, ConsumerGroup):
             return ErrorCode.none, self.consumer.classic_leave(group, leaving)
         errors = []

@@ -429,3 +429,18 @@ def java_string_length(s: str) -> int:
     """Java's ``String.length()`` (UTF-16 code units), which offset.metadata.max.bytes
     is compared with."""
     return len(s.encode("utf-16-le")) // 2
+
+
+def check_consumer_assignment(data: bytes) -> None:
+    """Parse a ``ConsumerProtocolAssignment`` (int16 version, topic partitions, nullable
+    user data); raises RecordFormatError if malformed, as Kafka's upgrade check does."""
+    r = _Reader(data)
+    if r.int16() < 0:
+        raise RecordFormatError("assignment has a negative version")
+    for _ in range(r.array_len()):
+        r.string()
+        for _ in range(r.array_len()):
+            r.int32()
+    n = r.int32()
+    if n >= 0:
+        r._take(n)

@@ -83,6 +83,12 @@ _LEVEL_TO_PY = {
 ROOT_LOGGER = "root"
 
 
+_INVALID_REQUEST_MESSAGE = (
+    "This most likely occurs because of a request being malformed by the client library or "
+    "the message was sent to an incompatible broker. See the broker logs for more details."
+)
+
+
 def _invalid_request(message: str) -> KafkaError:
     return KafkaError(message, ErrorCode.invalid_request)
 
@@ -115,14 +121,16 @@ def _synonym_names(broker_key: str) -> tuple[str, ...]:
 def broker_synonyms(ctx: RequestContext, broker_key: str) -> list[dict[str, Any]]:
     """Kafka's configSynonyms for a broker key: static settings, then defaults."""
     raw = ctx.broker.config.raw
-    names = _synonym_names(broker_key)
+    # Kafka 4.1 lists only the key itself, not the keys it falls back on: retention.ms
+    # shows no log.retention.hours synonym, whether that is set or only defaulted
+    # (checked against the reference broker). node.id and broker.id stay paired.
+    names = _synonym_names(broker_key) if broker_key in ("node.id", "broker.id") else (broker_key,)
     out: list[dict[str, Any]] = [
         dict(name=n, value=raw[n].strip(), source=SOURCE_STATIC_BROKER) for n in names if n in raw
     ]
-    for n in names:
-        spec = BROKER_CONFIGS.get(n)
-        if spec is not None and spec.default is not None:
-            out.append(dict(name=n, value=_render(spec.default), source=SOURCE_DEFAULT))
+    spec = BROKER_CONFIGS.get(broker_key)
+    if spec is not None and spec.default is not None:
+        out.append(dict(name=broker_key, value=_render(spec.default), source=SOURCE_DEFAULT))
     return out
 
 
@@ -154,11 +162,16 @@ def topic_config_entries(
             synonyms.append(dict(name=key, value=_render(value), source=SOURCE_DYNAMIC_TOPIC))
         if spec.broker_key:
             synonyms += broker_synonyms(ctx, spec.broker_key)
+        origin = tc.source_of(key)
+        if origin == "broker" and spec.broker_key not in ctx.broker.config.raw:
+            # Kafka's source is its first synonym's; a value derived from a fallback key
+            # (log.retention.hours for retention.ms) has none, so DEFAULT_CONFIG.
+            origin = "default"
         source = {
             "topic": SOURCE_DYNAMIC_TOPIC,
             "broker": SOURCE_STATIC_BROKER,
             "default": SOURCE_DEFAULT,
-        }[tc.source_of(key)]
+        }[origin]
         entries.append(
             dict(
                 name=key,
@@ -216,6 +229,15 @@ def _describe_broker(
             continue
         spec = BROKER_CONFIGS.get(e.name)
         source = SOURCE_STATIC_BROKER if e.source == "static" else SOURCE_DEFAULT
+        value = e.value
+        chained = e.name in SYNONYMS and e.name not in ("node.id", "broker.id")
+        if chained and e.name not in ctx.broker.config.raw:
+            # Kafka 4.1 describes log.retention.ms as itself: unset (null, DEFAULT_CONFIG)
+            # even when log.retention.hours supplies the effective value (checked against
+            # the reference broker with log.retention.hours=168 set).
+            source = SOURCE_DEFAULT
+            default = spec.default if spec is not None else None
+            value = None if default is None else _render(default)
         syn = broker_synonyms(ctx, e.name) if spec is not None else []
         if spec is None and e.source == "static":
             syn = [dict(name=e.name, value=e.value, source=SOURCE_STATIC_BROKER)]
@@ -230,7 +252,7 @@ def _describe_broker(
         entries.append(
             dict(
                 name=e.name,
-                value=None if e.sensitive else e.value,
+                value=None if e.sensitive else value,
                 read_only=e.read_only,
                 config_source=source,
                 is_sensitive=e.sensitive,
@@ -298,9 +320,8 @@ def _describe_one(ctx: RequestContext, request: Any, resource: Any) -> dict[str,
     keys = set(resource.configuration_keys) if resource.configuration_keys else None
     synonyms = bool(getattr(request, "include_synonyms", False))
     docs = bool(getattr(request, "include_documentation", False))
-    out = dict(
-        error_code=ErrorCode.none, error_message=None, resource_type=rtype, resource_name=name
-    )
+    # Kafka 4.1 sends "" (not null) as the message of a result without one.
+    out = dict(error_code=ErrorCode.none, error_message="", resource_type=rtype, resource_name=name)
     try:
         if rtype == RESOURCE_TOPIC:
             validate_topic_name(name)
@@ -313,11 +334,11 @@ def _describe_one(ctx: RequestContext, request: Any, resource: Any) -> dict[str,
         elif rtype == RESOURCE_BROKER_LOGGER:
             configs = _describe_broker_logger(ctx, name, keys)
         else:
-            kind = _RESOURCE_NAMES.get(rtype, "UNKNOWN")
-            raise _invalid_request(f"Unsupported resource type: {kind}")
+            # An unknown type never reaches ConfigHelper: the bare INVALID_REQUEST message.
+            raise _invalid_request(_INVALID_REQUEST_MESSAGE)
         out["configs"] = configs
     except KafkaError as exc:
-        out.update(error_code=exc.code, error_message=error_message(exc), configs=[])
+        out.update(error_code=exc.code, error_message=error_message(exc) or "", configs=[])
     except Exception:
         log.exception("DescribeConfigs failed for resource type %d %r", rtype, name)
         out.update(error_code=ErrorCode.unknown_server_error, configs=[])
@@ -355,6 +376,12 @@ def _preprocess(resources: Any, incremental: bool) -> dict[int, KafkaError]:
     return errors
 
 
+def _unknown_operation() -> KafkaError:
+    """Kafka 4.1 fails an unknown operation id (OpType.forId throws inside the handler):
+    UNKNOWN_SERVER_ERROR without a message."""
+    return KafkaError("", ErrorCode.unknown_server_error)
+
+
 def _refuse_broker_change(ctx: RequestContext, name: str, changed: list[str]) -> None:
     """BROKER resources: check the name as Kafka does, then refuse any change."""
     node_id = ctx.broker.node_id
@@ -363,9 +390,13 @@ def _refuse_broker_change(ctx: RequestContext, name: str, changed: list[str]) ->
         if broker_id != node_id:
             raise _invalid_request(f"Unexpected broker id, expected {node_id}, but received {name}")
     if changed:
+        log.info(
+            "Refusing to change broker configs %s: pybroker has no dynamic broker configs "
+            "(change server.properties and restart)",
+            sorted(changed),
+        )
         raise _invalid_request(
-            f"Cannot update these configs dynamically: Set({', '.join(sorted(changed))}). "
-            "pybroker has no dynamic broker configs: change server.properties and restart."
+            f"Cannot update these configs dynamically: Set({', '.join(sorted(changed))})"
         )
 
 
@@ -423,7 +454,7 @@ def _apply_incremental(current: dict[str, str], configs: Any) -> dict[str, str]:
                     parts.remove(item)
             new[key] = ",".join(parts)
         else:
-            raise _invalid_request(f"Unknown operations type {op}")
+            raise _unknown_operation()
     return new
 
 
@@ -479,7 +510,7 @@ async def _alter_incremental(ctx: RequestContext, resource: Any, validate_only: 
     elif rtype == RESOURCE_BROKER:
         for c in resource.configs:
             if int(c.config_operation) not in _OP_NAMES:
-                raise _invalid_request(f"Unknown operations type {int(c.config_operation)}")
+                raise _unknown_operation()
         changed = [c.name for c in resource.configs if int(c.config_operation) != OP_DELETE]
         _refuse_broker_change(ctx, name, changed)
     elif rtype == RESOURCE_BROKER_LOGGER:
@@ -507,7 +538,9 @@ async def _alter_all(ctx: RequestContext, request: Any, incremental: bool) -> li
             else:
                 await _alter_legacy(ctx, resource, validate_only)
         except KafkaError as exc:
-            out.update(error_code=exc.code, error_message=error_message(exc))
+            # The controller's own message ("The topic 'x' does not exist."), as Kafka's.
+            unknown = exc.code == ErrorCode.unknown_server_error  # Kafka hides those
+            out.update(error_code=exc.code, error_message=None if unknown else exc.message or None)
         except Exception:
             log.exception("Altering configs of %r failed", resource.resource_name)
             out.update(error_code=ErrorCode.unknown_server_error)

@@ -247,6 +247,10 @@ def _no_id(topic_id: Any) -> bool:
     return topic_id is None or topic_id == ZERO_UUID
 
 
+_UNKNOWN_MESSAGE = "This server does not host this topic-partition."
+_UNKNOWN_ID_MESSAGE = "This server does not host this topic ID."
+
+
 @api(20, "DeleteTopics", 1, 6)
 async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
@@ -297,7 +301,8 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
             else:
                 info = image.topic_by_id(topic_id)
                 if info is None:
-                    result(None, topic_id, ErrorCode.unknown_topic_id, None)
+                    # The controller's ApiError carries Errors.message() (v5+ shows it).
+                    result(None, topic_id, ErrorCode.unknown_topic_id, _UNKNOWN_ID_MESSAGE)
                 else:
                     to_delete.append((info.name, info.topic_id))
         elif not _no_id(topic_id):
@@ -314,7 +319,7 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
         else:
             info = image.topics.get(name)
             if info is None:
-                result(name, ZERO_UUID, ErrorCode.unknown_topic_or_partition, None)
+                result(name, ZERO_UUID, ErrorCode.unknown_topic_or_partition, _UNKNOWN_MESSAGE)
             elif ids[info.topic_id] > 0:
                 result(
                     name,
@@ -426,7 +431,7 @@ async def handle_describe_cluster(ctx: RequestContext, request: Any) -> Any:
         )
     brokers = [
         dict(broker_id=b.node_id, host=b.host, port=b.port, rack=b.rack, is_fenced=False)
-        for b in sorted(image.brokers.values(), key=lambda b: b.node_id)
+        for b in sorted(image.brokers_on(ctx.listener).values(), key=lambda b: b.node_id)
     ]
     ops = (
         CLUSTER_OPERATIONS

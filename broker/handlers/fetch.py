@@ -8,6 +8,12 @@ Isolation (KIP-98): every partition answers its last stable offset. A read_commi
 fetch reads nothing at or beyond the LSO and carries the aborted transactions that
 overlap the batches it returns (from the .txnindex files), so the consumer can drop their
 records; a read_uncommitted fetch reads up to the high watermark and carries none.
+
+Fetch v0-3 (KIP-896 removed them; pybroker.legacy.protocol.enable) read uncommitted and get
+the stored batches down-converted, as Kafka 3.9 did: magic 0 for v0-1, magic 1 for v2-3,
+control batches dropped (records of aborted transactions are delivered: these
+versions have no isolation level), zstd answered UNSUPPORTED_COMPRESSION_TYPE
+(protocol/legacy/message_set.py).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pybroker.protocol.fetch_encoder import (
     FetchTopic,
     encode_fetch_response,
 )
+from pybroker.protocol.legacy.message_set import down_convert
 
 READ_UNCOMMITTED, READ_COMMITTED = 0, 1
 CONSUMER_REPLICA_ID = -1
@@ -104,6 +111,14 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
     # Followers and Kafka's debugging replica id read to the log end, isolation ignored.
     to_log_end = replica_id != CONSUMER_REPLICA_ID
     committed = request.isolation_level == READ_COMMITTED and not to_log_end
+    # Fetch v11+ consumers (they send client.rack) may read from followers (KIP-392).
+    from_any_replica = replica_id == CONSUMER_REPLICA_ID and v >= 11
+    selector = broker.config.replica_selector_class
+
+    def rack_of(broker_id: int) -> str | None:
+        info = image.brokers.get(broker_id)
+        return info.rack if info is not None else None
+
     total = 0
     keys = []
     topics: list[FetchTopic] = []
@@ -122,11 +137,16 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
             fp = FetchPartition(index)
             out.append(fp)
             if info is None:
+                # FetchResponse.partitionResponse: aborted transactions [] (not null).
                 fp.error_code = unknown
+                fp.aborted_transactions = []
                 continue
             try:
                 epoch = int(p.current_leader_epoch) if v >= 9 else -1
-                part = rm.leader_partition(name, index, epoch)
+                if from_any_replica:
+                    part = rm.readable_partition(name, index, epoch)
+                else:
+                    part = rm.leader_partition(name, index, epoch)
                 if follower and replica_id not in part.followers:
                     raise KafkaError(
                         f"Replica {replica_id} is not a follower of {name}-{index}",
@@ -143,6 +163,15 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
                 if limit <= 0 and total > 0:
                     continue
                 fetch_offset = int(p.fetch_offset)
+                if from_any_replica and selector is not None:
+                    # KIP-392: the leader may send this consumer to a follower in its rack;
+                    # then it answers the offsets and no records.
+                    preferred = rm.preferred_read_replica(
+                        part, selector, request.rack_id, fetch_offset, rack_of
+                    )
+                    if preferred is not None:
+                        fp.preferred_read_replica = preferred
+                        continue
                 if follower:
                     # The follower's fetch offset is its log end: it may move the HW.
                     rm.record_follower_fetch(
@@ -163,13 +192,39 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
                         (a.producer_id, a.first_offset) for a in res.aborted_transactions or ()
                     ]
             except KafkaError as exc:
+                # ReplicaManager's LogReadResult for a failed read: no offsets (-1); a
+                # partition missing from the metadata is answered as an unknown topic's.
                 fp.error_code = exc.code
+                fp.high_watermark = fp.last_stable_offset = fp.log_start_offset = -1
+                if exc.code == ErrorCode.unknown_topic_or_partition:
+                    fp.aborted_transactions = []
         requested_id = t.topic_id if v >= 13 else None
         topics.append(FetchTopic(name, requested_id, out))
     return topics, total, keys
 
 
-@api(1, "Fetch", 4, 17)
+def _down_convert(request: Any, topics: list[FetchTopic], version: int) -> None:
+    """Fetch v0-3: replace each partition's v2 batches by magic 0/1 message sets."""
+    to_magic = 0 if version < 2 else 1
+    offsets = {
+        (t.topic, int(p.partition)): int(p.fetch_offset)
+        for t in request.topics
+        for p in t.partitions
+    }
+    for topic in topics:
+        for p in topic.partitions:
+            if not p.records:
+                continue
+            data = b"".join(r if isinstance(r, bytes) else r.read() for r in p.records)
+            try:
+                converted = down_convert(data, to_magic, offsets[(topic.name, p.partition)])
+            except KafkaError as exc:
+                p.error_code = exc.code
+                converted = b""
+            p.records = [converted] if converted else []
+
+
+@api(1, "Fetch", 4, 18)
 async def handle_fetch(ctx: RequestContext, request: Any) -> EncodedResponse:
     v = ctx.version
     if v >= 7 and (request.session_id != 0 or request.session_epoch > 0):
@@ -193,4 +248,6 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> EncodedResponse:
         if total >= min_bytes or errors or remaining <= 0 or ctx.broker.stopping:
             break
         await purgatory.wait(keys, remaining)
+    if v < 4:
+        _down_convert(request, topics, v)
     return encode_fetch_response(v, topics, session_id=0)

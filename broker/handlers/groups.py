@@ -69,7 +69,7 @@ async def _find(ctx: RequestContext, key_type: int, key: str) -> tuple[ErrorCode
         image = broker.image
         partition = coordinator_of(ctx).partition_for(key)
         state = image.partition(OFFSETS_TOPIC, partition)
-        node = image.brokers.get(state.leader) if state is not None else None
+        node = image.brokers_on(ctx.listener).get(state.leader) if state is not None else None
         if node is None:
             return (ErrorCode.coordinator_not_available, *no_node)
         return ErrorCode.none, node.node_id, node.host, node.port
@@ -86,7 +86,7 @@ async def _find(ctx: RequestContext, key_type: int, key: str) -> tuple[ErrorCode
                     return (ErrorCode.coordinator_not_available, *no_node)
         image = broker.image
         state = image.partition(TXN_STATE_TOPIC, broker.txn_coordinator.partition_for(key))
-        node = image.brokers.get(state.leader) if state is not None else None
+        node = image.brokers_on(ctx.listener).get(state.leader) if state is not None else None
         if node is None:
             return (ErrorCode.coordinator_not_available, *no_node)
         return ErrorCode.none, node.node_id, node.host, node.port
@@ -120,10 +120,18 @@ async def handle_find_coordinator(ctx: RequestContext, request: Any) -> Any:
                 host=host,
                 port=port,
                 error_code=error,
-                error_message=_MESSAGES.get(error, error.name),
+                error_message=_batched_message(error, key_type),
             )
         )
     return build(cls, throttle_time=0, coordinators=coordinators)
+
+
+def _batched_message(error: ErrorCode, key_type: int) -> str:
+    """v4+ messages as Kafka 4.1 sends them: none on success, and none for the share key
+    type it rejects while share groups are off; otherwise Errors.message()."""
+    if error == ErrorCode.none or key_type == KEY_TYPE_SHARE:
+        return ""
+    return _MESSAGES.get(error, error.name)
 
 
 # ------------------------------------------------------------------ JoinGroup / SyncGroup
@@ -181,7 +189,10 @@ async def handle_join_group(ctx: RequestContext, request: Any) -> Any:
         error_code=result.error,
         generation_id=result.generation_id,
         protocol_type=result.protocol_type if ok else None,
-        protocol_name=result.protocol_name if ok and result.protocol_name is not None else "",
+        # Nullable from v7: Kafka leaves it null on errors (MEMBER_ID_REQUIRED included).
+        protocol_name=result.protocol_name
+        if ok and result.protocol_name is not None
+        else (None if v >= 7 else ""),
         leader=result.leader,
         skip_assignment=result.skip_assignment,
         member_id=result.member_id,
@@ -306,6 +317,8 @@ async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
         )
         if error == ErrorCode.group_id_not_found:
             entry["group_state"] = GroupState.DEAD.value
+            if v < 6:  # answered as a dead group, with the operations Kafka reports
+                entry["authorized_operations"] = ops
             if v >= 6:
                 entry["error_message"] = (
                     f"Group {group_id} is not a classic group."
@@ -330,7 +343,8 @@ async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
                         member_metadata=m.metadata(group.protocol_name)
                         if stable and group.protocol_name is not None
                         else b"",
-                        member_assignment=m.assignment if stable else b"",
+                        # Kafka describes the assignment in every state.
+                        member_assignment=m.assignment,
                     )
                     for m in group.members.values()
                 ],

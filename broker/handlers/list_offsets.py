@@ -24,7 +24,8 @@ DEBUG_REPLICA = -2  # replica id of consumers that may read up to the log end
 READ_UNCOMMITTED, READ_COMMITTED = 0, 1
 # ReplicaManager.timestampMinSupportedVersion: the first version of each special timestamp;
 # any other negative timestamp, or one sent at an older version, is UNSUPPORTED_VERSION.
-_MIN_VERSION = {LATEST: 1, EARLIEST: 1, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9}
+# (-1/-2 existed from v0, which Kafka 3.9 still served: pybroker.legacy.protocol.enable.)
+_MIN_VERSION = {LATEST: 0, EARLIEST: 0, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9}
 
 
 def _error(index: int, code: ErrorCode) -> dict[str, Any]:

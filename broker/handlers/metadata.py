@@ -10,6 +10,7 @@ from pybroker.broker.context import RequestContext
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC
 from pybroker.broker.groups.store import create_offsets_topic
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.log_dir_failures import add_offline_replicas
 from pybroker.protocol.codec import ZERO_UUID, build, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
 from pybroker.replication.metadata import ClusterImage, PartitionState, TopicInfo
@@ -65,10 +66,11 @@ def error_entry(name: str | None, code: ErrorCode, topic_id: Any = None) -> dict
     )
 
 
-def broker_entries(image: ClusterImage) -> list[dict[str, Any]]:
+def broker_entries(image: ClusterImage, listener: str) -> list[dict[str, Any]]:
+    """The brokers with their endpoints on the listener the request came through."""
     return [
         dict(node_id=b.node_id, host=b.host, port=b.port, rack=b.rack)
-        for b in sorted(image.brokers.values(), key=lambda b: b.node_id)
+        for b in sorted(image.brokers_on(listener).values(), key=lambda b: b.node_id)
     ]
 
 
@@ -95,7 +97,7 @@ async def auto_create(ctx: RequestContext, name: str) -> dict[str, Any]:
     return topic_entry(info, broker.image.brokers)
 
 
-@api(3, "Metadata", 0, 12)
+@api(3, "Metadata", 0, 13)
 async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     image = broker.image
@@ -163,15 +165,22 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
             elif allow_auto:
                 entry = await auto_create(ctx, name)
                 if not entry["error_code"]:
-                    entry["topic_authorized_operations"] = topic_ops
+                    # Kafka 4 (AutoTopicCreationManager) answers the creating request
+                    # UNKNOWN_TOPIC_OR_PARTITION, no partitions: clients retry and then
+                    # see the topic with its leaders.
+                    entry = dict(
+                        error_entry(name, ErrorCode.unknown_topic_or_partition),
+                        is_internal=entry["is_internal"],
+                    )
                 topics.append(entry)
                 image = broker.image
             else:
                 topics.append(error_entry(name, ErrorCode.unknown_topic_or_partition))
+    add_offline_replicas(broker, topics)  # replicas on failed log dirs (KIP-112)
     return build(
         response_type(3, v),
         throttle_time=0,
-        brokers=broker_entries(image),
+        brokers=broker_entries(image, ctx.listener),
         cluster_id=image.cluster_id,
         controller_id=image.controller_id,
         topics=topics,

@@ -19,12 +19,18 @@ v12 (KIP-890 part 2) adds the partition to the transaction instead. A fenced epo
 INVALID_PRODUCER_EPOCH; a coordinator that cannot answer is NOT_ENOUGH_REPLICAS (which
 every client retries). Batches of more than one transactional producer in one request:
 INVALID_PRODUCER_ID_MAPPING for every partition.
+
+Produce v13 names topics by id (KIP-516): an id this broker does not know is
+UNKNOWN_TOPIC_ID. Produce v0-2 (KIP-896 removed them; pybroker.legacy.protocol.enable)
+carry message sets (magic 0/1), converted here to one v2 batch per partition as Kafka
+3.9's LogValidator did; a bad CRC or message is CORRUPT_MESSAGE for that partition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 from pybroker.broker.clock import now_ms
@@ -36,6 +42,7 @@ from pybroker.broker.txn.verification import verify_transaction
 from pybroker.protocol.codec import build, millis, response_type
 from pybroker.protocol.compression import ZSTD
 from pybroker.protocol.errors import (
+    CorruptRecordError,
     ErrorCode,
     InvalidProducerEpochError,
     InvalidTxnStateError,
@@ -43,6 +50,7 @@ from pybroker.protocol.errors import (
     OutOfOrderSequenceError,
     TransactionCoordinatorFencedError,
 )
+from pybroker.protocol.legacy.message_set import to_v2_batch
 from pybroker.protocol.records import iter_batches
 
 log = logging.getLogger(__name__)
@@ -81,16 +89,42 @@ def _has_transactional_records(topics: dict[str, dict[int, Any]]) -> bool:
     )
 
 
-def _partitions(request: Any) -> dict[str, dict[int, Any]]:
+TopicKey = tuple[str | None, Any]  # (name, topic id): name None = an unknown id (v13)
+
+
+def _partitions(ctx: RequestContext, request: Any) -> dict[TopicKey, dict[int, Any]]:
     """The request's partitions by topic and index, as KafkaApis.handleProduceRequest keys
     them (a Map per TopicPartition): a repeated partition is appended and answered once,
-    with its last entry; ProduceResponse groups partitions by topic name."""
-    topics: dict[str, dict[int, Any]] = {}
+    with its last entry; ProduceResponse groups partitions by topic (id from v13)."""
+    image = ctx.broker.image
+    topics: dict[TopicKey, dict[int, Any]] = {}
     for topic in request.topic_data:
-        parts = topics.setdefault(topic.name, {})
+        if ctx.version >= 13:
+            info = image.topic_by_id(topic.topic_id) if topic.topic_id else None
+            key: TopicKey = (info.name if info is not None else None, topic.topic_id)
+        else:
+            key = (topic.name, None)
+        parts = topics.setdefault(key, {})
         for pd in topic.partition_data:
             parts[int(pd.index)] = pd
     return topics
+
+
+def _convert_message_sets(
+    topics: dict[TopicKey, dict[int, Any]], errors: dict[tuple[str | None, int], str]
+) -> None:
+    """Produce v0-2: message sets (magic 0/1) become one v2 batch each, in place."""
+    for (name, _), parts in topics.items():
+        for index, pd in parts.items():
+            records = pd.records
+            if records is None or len(records) < 17 or records[16] >= 2:
+                continue  # null, too short (answered as usual) or already a v2 batch
+            try:
+                converted = to_v2_batch(records)
+            except CorruptRecordError as exc:
+                errors[(name, index)] = str(exc)
+                continue
+            parts[index] = SimpleNamespace(index=index, records=converted)
 
 
 def _precheck(version: int, records: bytes) -> ErrorCode | None:
@@ -174,7 +208,7 @@ _PRODUCER_STATE_ERRORS = (
 )
 
 
-@api(0, "Produce", 3, 12)
+@api(0, "Produce", 3, 13)
 async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     rm = broker.replica_manager
@@ -183,12 +217,15 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     failed = False
     to_flush = []
     txn_id = request.transactional_id
-    topics = _partitions(request)
+    topics = _partitions(ctx, request)
+    corrupt: dict[tuple[str | None, int], str] = {}
+    if ctx.version < 3:
+        _convert_message_sets(topics, corrupt)
     denied = txn_id is None and _has_transactional_records(topics)
     image = broker.image
     if any(
         pd.records is None and (denied or image.partition(name, index) is not None)
-        for name, parts in topics.items()
+        for (name, _), parts in topics.items()
         for index, pd in parts.items()
     ):
         # Kafka has no answer for null records on a partition it hosts: the append path
@@ -199,7 +236,7 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
         raise CloseConnection("Produce with null records for a partition this broker hosts")
     producers: dict[tuple[str, int], tuple[int, int]] = {}
     if txn_id is not None:
-        for name, parts in topics.items():
+        for (name, _), parts in topics.items():
             for index, pd in parts.items():
                 found = _transactional_producer(pd.records)
                 if found is not None:
@@ -207,7 +244,7 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     # Kafka: "Transactional records contained more than one producer ID" fails it all.
     mixed = len(set(producers.values())) > 1
     awaiting: list[tuple[str, int, int]] = []  # acks=all: (topic, partition, offset after)
-    for name, partitions in topics.items():
+    for (name, topic_id), partitions in topics.items():
         parts = []
         for index, pd in partitions.items():
             if denied or mixed:
@@ -217,6 +254,10 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                     else ErrorCode.invalid_producer_id_mapping
                 )
                 parts.append(_partition_response(index, code))
+                failed = True
+                continue
+            if name is None:  # v13: an unknown topic id (after the transactional checks)
+                parts.append(_partition_response(index, ErrorCode.unknown_topic_id))
                 failed = True
                 continue
             if pd.records is None:  # an unknown partition: never reaches the records
@@ -231,6 +272,12 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                 else:
                     code = _precheck(ctx.version, pd.records) or ErrorCode.invalid_required_acks
                 parts.append(_partition_response(index, code))
+                failed = True
+                continue
+            if (name, index) in corrupt:
+                known = image.partition(name, index) is not None
+                code = ErrorCode.corrupt_message if known else ErrorCode.unknown_topic_or_partition
+                parts.append(_partition_response(index, code, message=corrupt[(name, index)]))
                 failed = True
                 continue
             verified = None
@@ -261,8 +308,32 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                     failed_log = rm.log_manager.get_log(name, index)
                     start = failed_log.log_start_offset if failed_log is not None else -1
                     parts.append(_partition_response(index, exc.code, log_start_offset=start))
+                elif getattr(exc, "record_errors", None):
+                    # LogValidator's RecordValidationException: the summary message, one
+                    # error per bad record and the log start offset (ReplicaManager).
+                    failed_log = rm.log_manager.get_log(name, index)
+                    part = _partition_response(
+                        index,
+                        exc.code,
+                        log_start_offset=failed_log.log_start_offset if failed_log else -1,
+                        message=str(exc),
+                    )
+                    part["record_errors"] = [
+                        dict(batch_index=i, batch_index_error_message=m)
+                        for i, m in exc.record_errors  # type: ignore[attr-defined]
+                    ]
+                    parts.append(part)
                 else:
-                    parts.append(_partition_response(index, exc.code, message=str(exc)))
+                    # ReplicaManager's LogAppendResult.errorMessage: only record-validation
+                    # failures carry a message; others are null, and so is
+                    # ProduceRequest.validateRecords' shape check ("Produce requests with
+                    # version 3 or later ..."), which KafkaApis answers bare.
+                    custom = exc.code in (
+                        ErrorCode.invalid_record,
+                        ErrorCode.invalid_timestamp,
+                    ) and not str(exc).startswith("Produce requests with version")
+                    message = str(exc) if custom else None
+                    parts.append(_partition_response(index, exc.code, message=message))
                 continue
             if info.duplicate:
                 log.debug(
@@ -284,7 +355,7 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                     info.log_start_offset,
                 )
             )
-        responses.append(dict(name=name, partition_responses=parts))
+        responses.append(dict(name=name or "", topic_id=topic_id, partition_responses=parts))
     if to_flush:
         # flush.messages reached: fsync before acknowledging, off the event loop.
         await asyncio.get_running_loop().run_in_executor(

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from typing import Any
 
 from pybroker.broker.context import RequestContext
@@ -369,6 +370,9 @@ async def handle_describe_producers(ctx: RequestContext, request: Any) -> Any:
                 lg = rm.leader_log(t.name, index)
             except KafkaError as e:
                 out.update(error_code=e.code, active_producers=[])
+                if t.name not in ctx.broker.image.topics:
+                    # Kafka's metadata check (not the partition lookup) words this one.
+                    out["error_message"] = "This server does not host this topic-partition."
                 parts.append(out)
                 continue
             out["active_producers"] = [
@@ -427,13 +431,28 @@ async def handle_describe_transactions(ctx: RequestContext, request: Any) -> Any
     return build(response_type(65, ctx.version), throttle_time=0, transaction_states=states)
 
 
-@api(66, "ListTransactions", 0, 1)
+@api(66, "ListTransactions", 0, 2)
 async def handle_list_transactions(ctx: RequestContext, request: Any) -> Any:
+    # v2 (KIP-1152): a transactional id pattern that must match the whole id, as Java's
+    # Pattern.matches; an invalid one is INVALID_REGULAR_EXPRESSION with no states.
+    pattern = getattr(request, "transactional_id_pattern", None)
+    matcher = None
+    if pattern:
+        try:
+            matcher = re.compile(pattern)
+        except re.error:
+            return build(
+                response_type(66, ctx.version),
+                throttle_time=0,
+                error_code=ErrorCode.invalid_regular_expression,
+            )
     code, found, unknown = txn_coordinator(ctx).list_transactions(
         list(request.state_filters),
         [int(p) for p in request.producer_id_filters],
         int(getattr(request, "duration_filter", -1)),
     )
+    if matcher is not None:
+        found = [t for t in found if matcher.fullmatch(t.transactional_id)]
     return build(
         response_type(66, ctx.version),
         throttle_time=0,

@@ -386,6 +386,9 @@ class TransactionMetadata:
             ):
                 self._fail(t)
             self.timeout_ms = t.timeout_ms
+            # Kafka 4.1's completeTransitionTo takes every field of the transit: an epoch
+            # bump (InitProducerId, also after a fence) leaves no transaction start time.
+            self.start_ms = t.start_ms
             self.producer_epoch = t.producer_epoch
             self.last_producer_epoch = t.last_producer_epoch
             self.producer_id = t.producer_id

@@ -376,8 +376,8 @@ def test_unsupported_api_versions_version_gets_v0_answer(kbroker: BrokerProcess)
     ("api_key", "version", "flexible"),
     [
         (METADATA, 99, True),
-        (PRODUCE, 2, False),  # Kafka 4 removed Produce v0-2 (KIP-896)
-        (FETCH, 3, False),  # and Fetch v0-3
+        (PRODUCE, 99, True),  # (the versions KIP-896 removed: test_legacy_clients.py)
+        (FETCH, 99, True),
     ],
 )
 def test_unsupported_version_of_other_api_closes(

@@ -165,7 +165,16 @@ def test_aiokafka_group_survives_coordinator_failover(cluster: Cluster) -> None:
                 if not killed and len(seen) >= RECORDS // 3:
                     killed.append(coordinator_of(cluster, group))
                     cluster.brokers[killed[0]].kill()
-            await c.commit()
+            # The last commit may still meet the dead coordinator (aiokafka surfaces
+            # NodeNotReady while it rediscovers): retry it, bounded, as an app would.
+            for attempt in range(20):
+                try:
+                    await c.commit()
+                    break
+                except AIOKafkaError:
+                    if attempt == 19:
+                        raise
+                    await asyncio.sleep(0.5)
         finally:
             await c.stop()
 

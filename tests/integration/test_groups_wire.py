@@ -337,8 +337,13 @@ def test_leave_group_v0_unknown_member_and_group(wire: KafkaWire) -> None:
     find(wire, group)
     r = wire.request(req(LEAVE, 0, group_id=group, member_id="nobody"))
     assert r.error_code == E.unknown_member_id  # no such group
+    # Kafka 4.1 (checked against it in tests/differential/test_groups.py): the request
+    # succeeds and each member of the unknown group is UNKNOWN_MEMBER_ID.
     r = wire.request(req(LEAVE, 4, group_id=group, members=[dict(member_id="nobody")]))
-    assert (r.error_code, r.members) == (E.unknown_member_id, ())
+    assert (r.error_code, [(m.member_id, m.error_code) for m in r.members]) == (
+        E.none,
+        [("nobody", E.unknown_member_id)],
+    )
 
 
 def test_sync_waits_for_leader_and_rebalance_fences(
@@ -484,7 +489,14 @@ def test_group_max_size_and_metadata_created_offsets_topic(tmp_path: Any) -> Non
         with KafkaWire(port=broker.port, timeout=20) as w:
             # Auto-created through Metadata before any FindCoordinator: still the internal
             # topic's partition count and compaction (Kafka's AutoTopicCreationManager).
-            r = w.request(req(METADATA, 12, topics=[dict(name="__consumer_offsets")]))
+            md = req(METADATA, 12, topics=[dict(name="__consumer_offsets")])
+            r = w.request(md)
+            # Kafka 4 answers the creating request UNKNOWN_TOPIC_OR_PARTITION (internal).
+            assert (r.topics[0].error_code, r.topics[0].is_internal) == (
+                E.unknown_topic_or_partition,
+                True,
+            )
+            r = w.request(md)
             assert r.topics[0].error_code == E.none and len(r.topics[0].partitions) == 10
             d = w.request(
                 req(

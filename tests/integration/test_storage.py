@@ -184,11 +184,18 @@ def log_files(broker: BrokerProcess, topic: str, partition: int = 0) -> list[Pat
 
 
 def segment_sizes(broker: BrokerProcess, topic: str, partition: int = 0) -> dict[int, int]:
-    return {
-        int(p.name[:-4]): p.stat().st_size
-        for p in log_files(broker, topic, partition)
-        if p.name.endswith(".log")
-    }
+    """Base offset -> size of each .log file; the cleaner may swap a segment between the
+    listing and the stat, so a listing that changed underneath is taken again."""
+    for _ in range(50):
+        try:
+            return {
+                int(p.name[:-4]): p.stat().st_size
+                for p in log_files(broker, topic, partition)
+                if p.name.endswith(".log")
+            }
+        except FileNotFoundError:
+            time.sleep(0.05)
+    raise AssertionError(f"the segments of {topic}-{partition} kept changing while listed")
 
 
 def no_deleted_files(broker: BrokerProcess, topic: str) -> bool:

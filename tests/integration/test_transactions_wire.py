@@ -74,11 +74,11 @@ def test_apis_are_advertised_at_kafka_4_0_versions(broker: BrokerProcess) -> Non
         24: (0, 5),
         25: (0, 4),
         26: (0, 5),
-        27: (1, 1),
+        27: (0, 1),  # v0: pybroker.legacy.protocol.enable (Kafka 3.9's minimum)
         28: (0, 5),
         61: (0, 0),
         65: (0, 0),
-        66: (0, 1),
+        66: (0, 2),
     }
 
 

@@ -36,7 +36,10 @@ TOOLS = {
     "kafka-producer-perf-test": "org.apache.kafka.tools.ProducerPerformance",
     "kafka-consumer-perf-test": "org.apache.kafka.tools.ConsumerPerformance",
     "kafka-dump-log": "kafka.tools.DumpLogSegments",
+    "kafka-log-dirs": "org.apache.kafka.tools.LogDirsCommand",
     "kafka-storage": "kafka.tools.StorageTool",
+    "kafka-reassign-partitions": "org.apache.kafka.tools.reassign.ReassignPartitionsCommand",
+    "kafka-leader-election": "org.apache.kafka.tools.LeaderElectionCommand",
 }
 
 # Small, quick-starting JVMs: these are test peers, not benchmarks.
@@ -94,8 +97,15 @@ def run_tool(tool: str, *args: str, timeout: float = 120.0, stdin: str | None = 
 
 
 def random_cluster_id() -> str:
-    """A cluster id as ``kafka-storage random-uuid`` prints one (base64url, 22 chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A cluster id as ``kafka-storage random-uuid`` prints one (base64url, 22 chars).
+
+    Never with a leading "-" (Kafka's Uuid.randomUuid skips those): the CLI would take it
+    for an option.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 class KafkaReference:

@@ -320,11 +320,19 @@ class Fetched:
     aborted: list[tuple[int, int]] | None
     values: list[tuple[int, bytes]]  # data records (offset, value)
     controls: list[tuple[int, int]]  # control batches (offset, producer id)
+    preferred_read_replica: int = -1  # KIP-392: the follower the leader sends us to
+    records: bytes = b""  # the record batches as they came over the wire
 
 
 def fetch(
-    conn: KafkaWire, topic: str, partition: int = 0, isolation: int = 0, offset: int = 0
+    conn: KafkaWire,
+    topic: str,
+    partition: int = 0,
+    isolation: int = 0,
+    offset: int = 0,
+    rack: str = "",
 ) -> Fetched:
+    """One consumer Fetch v11 of one partition (``rack``: the client.rack it names)."""
     m = request_module(FETCH, 11)
     resp = conn.request(
         build(
@@ -354,7 +362,7 @@ def fetch(
                 ),
             ),
             forgotten_topics_data=(),
-            rack_id="",
+            rack_id=rack,
         )
     )
     (p,) = resp.responses[0].partitions
@@ -375,6 +383,8 @@ def fetch(
         aborted,
         values,
         controls,
+        int(p.preferred_read_replica),
+        data,
     )
 
 

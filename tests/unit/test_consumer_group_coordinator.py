@@ -353,10 +353,16 @@ def test_new_partitions_and_deleted_topics_start_a_new_epoch(coord: GroupCoordin
     assert hb(coord, "m1", 3, owned=[]).member_epoch == 3
 
 
-def test_regex_subscription(coord: GroupCoordinator) -> None:
+def test_regex_subscription(coord: GroupCoordinator, clock: FakeClock) -> None:
+    # As in Kafka 4.1 (its executor), a new regex is resolved after the heartbeat that
+    # brings it: the member joins subscribed to nothing, the resolution bumps the epoch.
     r = hb(coord, "m1", 0, topics=None, subscribed_topic_regex="[a-c]")
-    assert r.error == E.none and parts(r) == A4 | {("b", 0), ("b", 1)}
+    assert r.error == E.none and r.member_epoch == 1 and parts(r) == set()
+    clock.advance(0)
     assert group_of(coord).resolved_regexes["[a-c]"].topics == {"a", "b"}
+    assert group_of(coord).group_epoch == 2
+    r = hb(coord, "m1", 1, owned=[])
+    assert r.member_epoch == 2 and parts(r) == A4 | {("b", 0), ("b", 1)}
     r = hb(coord, "m2", 0, topics=None, subscribed_topic_regex="(")
     assert r.error == E.invalid_regular_expression
     assert r.message is not None and r.message.startswith("SubscribedTopicRegex `(` is not a")
@@ -364,10 +370,14 @@ def test_regex_subscription(coord: GroupCoordinator) -> None:
     # before the refresh interval), a non-matching one does not.
     tc = uuid.uuid4()
     coord.consumer.on_topics({"a": (TA, 4), "b": (TB, 2), "c": (tc, 1), "cc": (uuid.uuid4(), 1)})
-    assert hb(coord, "m1", 1, owned=[]).member_epoch == 1
+    assert hb(coord, "m1", 2, owned=[]).member_epoch == 2
+    clock.advance(0)
+    assert group_of(coord).group_epoch == 2
     coord.consumer.regex_refresh_min_interval_ms = 0
-    r = hb(coord, "m1", 1, owned=[])
-    assert r.member_epoch == 2 and r.assignment is not None and tc in r.assignment
+    assert hb(coord, "m1", 2, owned=[]).member_epoch == 2  # the refresh runs after it
+    clock.advance(0)
+    r = hb(coord, "m1", 2, owned=[])
+    assert r.member_epoch == 3 and r.assignment is not None and tc in r.assignment
     g = group_of(coord)
     assert g.resolved_regexes["[a-c]"].topics == {"a", "b", "c"}
     assert set(g.subscription_metadata) == {"a", "b", "c"}
@@ -468,8 +478,10 @@ def test_classic_apis_see_a_consumer_group(coord: GroupCoordinator) -> None:
         results.append,
     )
     assert results[0].error == E.inconsistent_group_protocol
+    # Kafka 4.1: LeaveGroup removes any member of a consumer group by its member id.
     top, errors = coord.leave_group("g", [("", "nope", None), ("m1", None, None)])
-    assert (top, errors) == (E.none, [E.unknown_member_id, E.unknown_member_id])
+    assert (top, errors) == (E.none, [E.unknown_member_id, E.none])
+    assert not group_of(coord).members
 
 
 def test_empty_groups_change_protocol_and_keep_offsets(
@@ -502,7 +514,13 @@ def test_empty_groups_change_protocol_and_keep_offsets(
     assert coord.fetch_offsets("g", [("a", [1])])[1][0][1][0][1].offset == 7  # type: ignore[union-attr]
     # A non-empty classic group is not a consumer group.
     r = hb(coord, "m9", 0)
-    assert (r.error, r.message) == (E.group_id_not_found, "Group g is not a consumer group.")
+    # Kafka 4.1 would upgrade it online if it could: its members' metadata is not the
+    # consumer protocol's.
+    assert (r.error, r.message) == (
+        E.group_id_not_found,
+        "Cannot upgrade classic group g to consumer group because the embedded consumer "
+        "protocol is malformed.",
+    )
     again = replay(store, clock)
     assert isinstance(again.groups["g"], ClassicGroup)
 

@@ -22,7 +22,7 @@ def flatten(parts: list) -> bytes:
     return b"".join(p if isinstance(p, bytes) else p.data for p in parts)
 
 
-@pytest.mark.parametrize("version", range(4, 18))
+@pytest.mark.parametrize("version", range(4, 19))
 @pytest.mark.parametrize("aborted", [None, [], [(7, 100), (9, 250)]])
 def test_matches_kio(version: int, aborted: list[tuple[int, int]] | None) -> None:
     tid = uuid.UUID("12345678-1234-5678-1234-567812345678")

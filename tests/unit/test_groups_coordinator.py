@@ -533,7 +533,8 @@ def test_leave_group(coord: GroupCoordinator, clock: FakeClock) -> None:
     assert coord.leave_group("g", [(a, None, None)]) == (E.none, [E.none])
     assert coord.groups["g"].state == GroupState.EMPTY
     assert coord.groups["g"].generation_id == 2
-    assert coord.leave_group("unknown", [(a, None, None)]) == (E.unknown_member_id, [])
+    # Kafka 4.1: an unknown group fails each member, not the request.
+    assert coord.leave_group("unknown", [(a, None, None)]) == (E.none, [E.unknown_member_id])
 
 
 def test_leave_by_instance_id(coord: GroupCoordinator, clock: FakeClock) -> None:

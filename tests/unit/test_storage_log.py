@@ -508,6 +508,25 @@ def test_follower_append_keeps_offsets_and_epochs(tmp_path: Path) -> None:
     assert log.append_as_follower(bytearray()).record_count == 0
 
 
+def test_follower_append_larger_than_a_segment_is_split_by_batches(tmp_path: Path) -> None:
+    """A fetch may carry more than segment.bytes: whole batches go to successive segments."""
+    one = len(batch(2))
+    cfg = topic_config(segment_bytes=one * 2 + 10)
+    leader = open_log(tmp_path / "t-1", topic_config())
+    for epoch in (0, 0, 1, 1, 1, 3, 3):
+        leader.append_as_leader(batch(2, tag=epoch), epoch, now_ms=1_000)
+    data = bytearray(all_bytes(leader))
+    assert len(data) > cfg.segment_bytes
+    log = open_log(tmp_path / "t-0", cfg)
+    info = log.append_as_follower(data)
+    assert (info.base_offset, info.last_offset, info.record_count) == (0, 13, 14)
+    assert all_bytes(log) == bytes(data)
+    assert [s.base_offset for s in log.segments] == [0, 4, 8, 12]
+    assert all(s.size <= cfg.segment_bytes for s in log.segments)
+    assert log.epoch_cache.entries() == [(0, 0), (1, 4), (3, 10)]
+    assert log.log_end_offset == 14
+
+
 def test_flush_moves_recovery_point_and_policy(tmp_path: Path) -> None:
     clock = Clock(1_000)
     cfg = topic_config(flush_messages=3, flush_ms=500)
