@@ -68,14 +68,16 @@ class Acceptor:
     def start(self) -> None:
         """Bind and listen (OSError with the bind's errno on failure), then accept."""
         self._loop = asyncio.get_running_loop()
-        try:
-            for ep in self.endpoints:
-                for sock in _listen(ep.host, ep.port, self.backlog):
-                    self.sockets.append(sock)
-                    self._listener_of[sock.fileno()] = ep.name
-        except OSError:
-            self.close()
-            raise
+        for ep in self.endpoints:
+            try:
+                opened = _listen(ep.host, ep.port, self.backlog)
+            except OSError as exc:
+                self.close()
+                where = f"{ep.name}://{ep.host or ''}:{ep.port}"
+                raise OSError(exc.errno, f"{exc.strerror} (listener {where})") from exc
+            for sock in opened:
+                self.sockets.append(sock)
+                self._listener_of[sock.fileno()] = ep.name
         self.quotas.on_slot_freed = self._resume
         self._resume()
 

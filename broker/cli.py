@@ -108,10 +108,7 @@ async def run(config: BrokerConfig) -> int:
         return 1
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            listener = config.listeners[0]
-            log.error(
-                "Cannot start: port %d is already in use (listeners=%s)", listener.port, listener
-            )
+            log.error("Cannot start: the port is already in use: %s", exc.strerror)
         else:
             log.error("Cannot start: %s", exc)
         await asyncio.get_running_loop().run_in_executor(None, broker.log_manager.shutdown)

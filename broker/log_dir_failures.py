@@ -22,7 +22,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from pybroker.replication.log_dir_events import OfflineReplicaRegistry, take_offline
+from pybroker.replication.log_dir_events import OfflineReplicaRegistry
 from pybroker.storage.log_dir_failure import dir_key
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class LogDirFailureHandler:
             return  # start-up: the first image takes the partitions offline; shutdown: moot
         gone, futures = lm.handle_dir_failure(key)
         rm = broker.replica_manager
-        changed = take_offline(rm, gone)
+        changed = rm.take_offline(gone)
         log.warning("Stopping serving replicas in dir %s: %d partitions offline", key, len(gone))
         mover = getattr(broker, "log_dir_mover", None)
         if mover is not None:

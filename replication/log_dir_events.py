@@ -1,4 +1,4 @@
-"""Replicas on failed log dirs: taken offline here, and made known to the controller.
+"""Replicas on failed log dirs: which are offline, and making them known to the controller.
 
 Kafka (ZooKeeper mode) has the broker write ``/log_dir_event_notification``; the
 controller answers with LeaderAndIsr, learns the offline replicas from the
@@ -29,7 +29,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 
-from pybroker.protocol.errors import ErrorCode, KafkaStorageError
+from pybroker.protocol.errors import KafkaStorageError
 from pybroker.replication.zk_client import (
     SessionEvent,
     SessionState,
@@ -92,29 +92,6 @@ class OfflineReplicas:
         if not offline:
             return base
         return lambda r: r not in offline and base(r)
-
-
-def take_offline(rm: object, tps: Iterable[TopicPartition]) -> list[TopicPartition]:
-    """Kafka's ReplicaManager.handleLogDirFailure for ``tps``: stop fetching, fail the
-    produce waiters with KAFKA_STORAGE_ERROR, forget the Partition (coordinators hear that
-    leadership is gone) and remember it as offline. Returns the ones this changed."""
-    from pybroker.replication.replica_manager import ReplicaManager
-
-    assert isinstance(rm, ReplicaManager)
-    changed = []
-    for tp in tps:
-        rm.offline.local.add(tp)
-        part = rm.partitions.pop(tp, None)
-        if part is None:
-            continue
-        changed.append(tp)
-        if rm.fetchers is not None:
-            rm.fetchers.unfollow(tp)
-        part.fail_waiters(ErrorCode.kafka_storage_error)
-        if part.is_leader:
-            for listener in rm._leadership_listeners:
-                listener(tp[0], tp[1], False)
-    return changed
 
 
 def encode_offline(broker_id: int, dirs: list[str], tps: Iterable[TopicPartition]) -> bytes:
@@ -231,5 +208,4 @@ __all__ = [
     "OfflineReplicas",
     "decode_offline",
     "encode_offline",
-    "take_offline",
 ]

@@ -209,18 +209,31 @@ class ReplicaManager:
             for listener in self._leadership_listeners:
                 listener(tp[0], tp[1], part.is_leader)
 
-    def _drop(self, tp: TopicPartition) -> None:
-        """This broker no longer hosts ``tp`` (deleted or reassigned away)."""
+    def _drop(self, tp: TopicPartition, code: ErrorCode = ErrorCode.not_leader_or_follower) -> bool:
+        """This broker no longer hosts ``tp`` (deleted, reassigned away, or its log dir
+        failed): stop fetching, fail produce waiters with ``code``, tell the coordinators
+        that leadership is gone. False if it did not host it."""
         part = self.partitions.pop(tp, None)
         if part is None:
-            return
+            return False
         if self.fetchers is not None:
             self.fetchers.unfollow(tp)
         was_leader = part.is_leader
-        part.fail_waiters(ErrorCode.not_leader_or_follower)
+        part.fail_waiters(code)
         if was_leader:
             for listener in self._leadership_listeners:
                 listener(tp[0], tp[1], False)
+        return True
+
+    def take_offline(self, tps: Iterable[TopicPartition]) -> list[TopicPartition]:
+        """Kafka's ReplicaManager.handleLogDirFailure for ``tps``: remembered as offline
+        (KAFKA_STORAGE_ERROR from now on) and dropped. Returns the ones this changed."""
+        changed = []
+        for tp in tps:
+            self.offline.local.add(tp)
+            if self._drop(tp, ErrorCode.kafka_storage_error):
+                changed.append(tp)
+        return changed
 
     # ----------------------------------------------------------------- access
     def partition(self, topic: str, partition: int) -> Partition | None:

@@ -94,6 +94,29 @@ def test_port_in_use(tmp_path: Path) -> None:
     assert str(port) in errors[0] and "in use" in errors[0]
 
 
+def test_port_in_use_names_the_listener(tmp_path: Path) -> None:
+    """With several listeners, the error names the one whose port is taken."""
+    free = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        out = run_cli(
+            *base_args(tmp_path / "d", free),
+            "--override",
+            f"listeners=PLAINTEXT://127.0.0.1:{free},EXTERNAL://127.0.0.1:{taken}",
+            "--override",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,EXTERNAL:PLAINTEXT",
+        )
+    assert out.returncode == 1
+    errors = error_lines(out.stderr)
+    assert len(errors) == 1
+    assert f"EXTERNAL://127.0.0.1:{taken}" in errors[0] and "in use" in errors[0]
+    # The first listener's socket was closed again: its port is free.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", free))
+
+
 def test_second_broker_on_same_log_dir_is_refused(tmp_path: Path) -> None:
     first = BrokerProcess(tmp_path / "d").start()
     subprocess.run(

@@ -17,7 +17,6 @@ import pytest
 
 from pybroker.config.topic_config import TopicConfig
 from pybroker.protocol.errors import ErrorCode, KafkaError
-from pybroker.replication.log_dir_events import take_offline
 from pybroker.replication.log_dir_mover import LogDirMover
 from pybroker.replication.metadata import BrokerInfo, ClusterImage, PartitionState, TopicInfo
 from pybroker.replication.replica_manager import ReplicaManager
@@ -146,7 +145,7 @@ async def test_take_offline_answers_storage_error(setup) -> None:
     part = rm.partition("t", 0)
     assert part is not None
     waiter = part.wait_for_commit(10**9)
-    assert take_offline(rm, [("t", 0)]) == [("t", 0)]
+    assert rm.take_offline([("t", 0)]) == [("t", 0)]
     assert await waiter == ErrorCode.kafka_storage_error
     with pytest.raises(KafkaError) as info:
         rm.append("t", 0, batch(1), 1)
