@@ -343,11 +343,14 @@ GROUP_CASES = {
     ),
     "consumer-protocol": ({"protocol": "consumer"}, "Consumer", "uniform", (3, 2)),
     # subscribe(Pattern): KIP-848 sends the regex and the broker resolves it.
+    # The broker resolves a regex asynchronously after the heartbeat that brings it (as
+    # Kafka's executor does), so how many epochs that adds before b joins depends on
+    # timing: None = only the relation of a's and b's epochs is fixed (see the test).
     "consumer-protocol-regex": (
         {"protocol": "consumer", "pattern": "true"},
         "Consumer",
         "uniform",
-        (3, 2),
+        None,
     ),
 }
 PER_PHASE = 20
@@ -403,7 +406,10 @@ def test_group_split_and_leave(jbroker: BrokerProcess, cadmin: AdminClient, case
             ("revoked", [0, 1, 2, 3]),  # close
         ]
     assert non_empty(b["events"]) == [("assigned", [2, 3]), ("revoked", [2, 3])]
-    assert (a["generation"], b["generation"]) == generations
+    if generations is None:  # b's leaving bumps the epoch once more for a
+        assert a["generation"] == b["generation"] + 1 and b["generation"] >= 2
+    else:
+        assert (a["generation"], b["generation"]) == generations
 
     owners = {
         1: lambda p: {"a"},
