@@ -175,6 +175,13 @@ def test_aiokafka_group_survives_coordinator_failover(cluster: Cluster) -> None:
                     if attempt == 19:
                         raise
                     await asyncio.sleep(0.5)
+            # Stop only once no partition is led by the killed broker any more (its
+            # ZooKeeper session must expire first): aiokafka's stop() awaits its in-flight
+            # fetches, and one still aimed at a dead leader ends there in CancelledError.
+            live = set(cluster.brokers) - set(killed)
+            for p in range(PARTITIONS):
+                await asyncio.to_thread(cluster.wait_for_leader, topic, p, live)
+            await c.getmany(timeout_ms=1000)  # let the fetcher retarget its partitions
         finally:
             await c.stop()
 
