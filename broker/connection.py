@@ -68,6 +68,7 @@ class KafkaConnection(asyncio.Protocol):
     ) -> None:
         self.broker = broker
         self.listener = listener
+        self.principal = "User:ANONYMOUS"  # set by TLS client auth or SASL (issue 12)
         self.network = network
         self.budget = network.budget
         self.max_request = network.max_request_bytes
@@ -294,7 +295,7 @@ class KafkaConnection(asyncio.Protocol):
         if spec is None:
             raise CloseConnection(f"unknown API key {header.api_key}")
         self._current = (spec.name, header.api_version, header.correlation_id)
-        ctx = RequestContext(header, self.peer, self.broker, self.listener)
+        ctx = RequestContext(header, self.peer, self.broker, self.listener, self.principal)
         if not served_min_version(spec, self.broker) <= header.api_version <= spec.max_version:
             if header.api_key == 18:  # ApiVersions answers any version (KIP-511)
                 self._write_body(header.correlation_id, False, unsupported_version_body())

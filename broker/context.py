@@ -19,6 +19,9 @@ class RequestContext:
     # The listener the request arrived on: Metadata, FindCoordinator and DescribeCluster
     # answer with each broker's endpoint on this listener, as Kafka does.
     listener: str = "PLAINTEXT"
+    # Who sent it, as Kafka's KafkaPrincipal string ``User:<name>``: ANONYMOUS on
+    # PLAINTEXT, the certificate's mapped name on SSL, the SASL identity once authenticated.
+    principal: str = "User:ANONYMOUS"
 
     @property
     def version(self) -> int:
