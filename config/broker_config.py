@@ -327,7 +327,8 @@ _BROKER_DEFS: list[ConfigDef] = [
         "string",
         "bidirectional",
         lambda key, raw: _migration_policy(key, raw),
-        "pybroker: accepted; non-empty groups never convert between protocols (as disabled).",
+        "Online migration of non-empty groups: upgrade (a consumer-protocol member joins "
+        "a classic group), downgrade (the last one leaves), bidirectional or disabled.",
     ),
     _def("offsets.topic.num.partitions", "int", 50, _int(1)),
     _def("offsets.topic.replication.factor", "short", 3, _short(1)),

@@ -16,11 +16,13 @@ group and member id; they look the group up again when they fire.
 
 Differences from Kafka 4.0, by design or scope:
 
-- No classic-protocol members inside a consumer group and no online upgrade/downgrade
-  (Kafka 4.1's default policy, bidirectional, would migrate): a ConsumerGroupHeartbeat for
-  a non-empty classic group gets GROUP_ID_NOT_FOUND (with Kafka's reason when Kafka would
-  not upgrade it either), a JoinGroup for a non-empty consumer group
-  INCONSISTENT_GROUP_PROTOCOL. Empty groups convert both ways, keeping offsets.
+- Online migration (``group.consumer.migration.policy``, Kafka 4.1's default
+  bidirectional): a ConsumerGroupHeartbeat for a non-empty classic group upgrades it
+  (:mod:`pybroker.broker.groups.migration`), classic members are served JoinGroup, SyncGroup
+  and Heartbeat inside the consumer group (``classic_join``, ``classic_sync``,
+  ``classic_heartbeat``, with their own session, join and sync timeouts), and the last
+  consumer-protocol member leaving, being fenced, or being replaced by a classic static
+  member with its instance id downgrades it.
 - A member rejoining with epoch 0 under the member id it already has is accepted (Kafka
   after 4.0, the fenced-member recovery of KIP-848); 4.0 answered FENCED_MEMBER_EPOCH
   again, which a client keeping its id (KIP-1082) cannot get out of.
@@ -49,6 +51,7 @@ from pybroker.broker.groups.assignors import (
     resolve_assignors,
 )
 from pybroker.broker.groups.consumer_group import (
+    CONSUMER_PROTOCOL_TYPE,
     LEAVE_GROUP_MEMBER_EPOCH,
     LEAVE_GROUP_STATIC_MEMBER_EPOCH,
     Assignment,
@@ -57,6 +60,12 @@ from pybroker.broker.groups.consumer_group import (
     MemberState,
     OwnedPartitions,
     reconcile,
+)
+from pybroker.broker.groups.consumer_protocol import (
+    check_consumer_assignment,
+    encode_assignment,
+    metadata_version,
+    parse_subscription,
 )
 from pybroker.broker.groups.consumer_records import (
     CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT,
@@ -67,6 +76,7 @@ from pybroker.broker.groups.consumer_records import (
     CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER,
     CONSUMER_GROUP_TARGET_ASSIGNMENT_METADATA,
     AssignmentEpochValue,
+    ClassicMemberMetadata,
     ConsumerKey,
     ConsumerValue,
     GroupEpochValue,
@@ -79,15 +89,14 @@ from pybroker.broker.groups.consumer_records import (
     encode_key,
     encode_value,
 )
-from pybroker.broker.groups.group import ClassicGroup, GroupState
+from pybroker.broker.groups.group import ClassicGroup, GroupState, JoinResult, SyncResult
+from pybroker.broker.groups.migration import to_classic_group, to_consumer_group
 from pybroker.broker.groups.records import (
     GroupMetadataValue,
     RecordFormatError,
-    check_consumer_assignment,
     encode_group_metadata_key,
     encode_group_metadata_value,
     encode_offset_commit_key,
-    subscribed_topics,
 )
 from pybroker.protocol.errors import ErrorCode, KafkaError
 
@@ -117,6 +126,16 @@ class ConsumerGroupConfig:
     heartbeat_interval_ms: int = 5_000
     max_size: int = 2**31 - 1
     assignors: tuple[str, ...] = ("uniform", "range")
+    migration_policy: str = "bidirectional"  # disabled, upgrade, downgrade, bidirectional
+    classic_max_size: int = 2**31 - 1  # group.max.size: a downgraded group must fit
+
+    @property
+    def upgrade_enabled(self) -> bool:
+        return self.migration_policy in ("upgrade", "bidirectional")
+
+    @property
+    def downgrade_enabled(self) -> bool:
+        return self.migration_policy in ("downgrade", "bidirectional")
 
     @classmethod
     def from_broker(cls, config: Any) -> ConsumerGroupConfig:
@@ -125,6 +144,8 @@ class ConsumerGroupConfig:
             heartbeat_interval_ms=config.group_consumer_heartbeat_interval_ms,
             max_size=config.group_consumer_max_size,
             assignors=tuple(config.group_consumer_assignors.split(",")),
+            migration_policy=config.group_consumer_migration_policy.lower(),
+            classic_max_size=config.group_max_size,
         )
 
 
@@ -159,7 +180,8 @@ class _Write:
     group: ConsumerGroup
     records: list[Rec] = field(default_factory=list)
     new_group: bool = False
-    replaces: ClassicGroup | None = None  # an empty classic group this one takes over
+    replaces: ClassicGroup | None = None  # the classic group this one takes over
+    applied: int = 0  # the first records are already in ``group`` (an upgrade built it)
 
     def add(self, key: ConsumerKey, value: ConsumerValue | None) -> None:
         self.records.append((key, value))
@@ -232,8 +254,13 @@ class ConsumerGroupManager:
             if w.replaces is not None:
                 coordinator._cancel_timers(w.replaces)
                 group.offsets = w.replaces.offsets
+                # An upgrade: the classic members waiting in a rebalance rejoin the
+                # consumer group; each is now on its classic session timeout.
+                coordinator._fail_waiters(w.replaces, ErrorCode.rebalance_in_progress)
+                for member in group.classic_members():
+                    self.schedule_session_timeout(group.group_id, member.member_id)
             coordinator.groups[group.group_id] = group
-        for key, value in w.records:
+        for key, value in w.records[w.applied :]:
             if isinstance(key, ConsumerKey):
                 assert not isinstance(value, bytes)
                 if key.record_type == CONSUMER_GROUP_METADATA and value is None:
@@ -290,19 +317,52 @@ class ConsumerGroupManager:
             handle.cancel()
 
     def _cancel_timers(self, group_id: str, member_id: str) -> None:
-        self._cancel("session", group_id, member_id)
-        self._cancel("rebalance", group_id, member_id)
+        for kind in ("session", "rebalance", "join", "sync"):
+            self._cancel(kind, group_id, member_id)
 
     def schedule_session_timeout(self, group_id: str, member_id: str) -> None:
+        """A classic member's own session timeout, else group.consumer.session.timeout.ms."""
+        group = self.group(group_id)
+        member = group.members.get(member_id) if group is not None else None
+        timeout = self.config.session_timeout_ms
+        if member is not None and member.classic is not None:
+            timeout = member.classic.session_timeout_ms
         self._schedule(
             "session",
             group_id,
             member_id,
-            self.config.session_timeout_ms,
+            timeout,
             self._fence_operation,
             group_id,
             member_id,
             "the member session expired",
+        )
+
+    def _schedule_join_timeout_if_absent(self, group_id: str, member: ConsumerGroupMember) -> None:
+        """A classic member told to rejoin must do so within its rebalance timeout."""
+        if ("join", group_id, member.member_id) in self.timers:
+            return
+        self._schedule(
+            "join",
+            group_id,
+            member.member_id,
+            member.rebalance_timeout_ms,
+            self._fence_operation,
+            group_id,
+            member.member_id,
+            "the classic member failed to join within the rebalance timeout",
+        )
+
+    def _schedule_sync_timeout(self, group_id: str, member_id: str, timeout_ms: int) -> None:
+        self._schedule(
+            "sync",
+            group_id,
+            member_id,
+            timeout_ms,
+            self._fence_operation,
+            group_id,
+            member_id,
+            "the member failed to sync within timeout",
         )
 
     def _schedule_rebalance_timeout(
@@ -465,12 +525,52 @@ class ConsumerGroupManager:
             ),
             client_id=client_id,
             client_host=client_host,
-            classic=False,
+            classic=None,
         )
+        reconciled, rebalance_timer = self._advance(w, member, updated, r.owned, now)
+
+        replaced = group.static_members.get(r.instance_id) if r.instance_id is not None else None
+        self._write(w)
+        if replaced is not None and replaced != member_id:
+            self._cancel_timers(group.group_id, replaced)
+        self.schedule_session_timeout(group.group_id, member_id)
+        if rebalance_timer is True:
+            self._schedule_rebalance_timeout(group, reconciled)
+        elif rebalance_timer is False:
+            self._cancel("rebalance", group.group_id, member_id)
+
+        full = r.member_epoch == 0 or (
+            r.rebalance_timeout_ms != -1
+            and r.subscribed_topic_names is not None
+            and r.owned is not None
+        )
+        return HeartbeatResult(
+            member_id=reconciled.member_id,
+            member_epoch=reconciled.member_epoch,
+            heartbeat_interval_ms=self.config.heartbeat_interval_ms,
+            assignment=(
+                reconciled.assigned if full or reconciled.assigned != member.assigned else None
+            ),
+        )
+
+    def _advance(
+        self,
+        w: _Write,
+        member: ConsumerGroupMember,
+        updated: ConsumerGroupMember,
+        owned: OwnedPartitions | None,
+        now: int,
+    ) -> tuple[ConsumerGroupMember, bool | None]:
+        """The heart of a heartbeat (or of a classic member's JoinGroup): write the member's
+        new metadata, bump the group epoch if the subscriptions changed, compute a new target
+        assignment for it, and reconcile the member towards its target. Returns the
+        reconciled member and what to do with its rebalance timer (True: schedule, False:
+        cancel, None: leave)."""
+        group = w.group
         bump = group.group_epoch == 0
         if updated != member:
             w.add(
-                ConsumerKey(CONSUMER_GROUP_MEMBER_METADATA, group.group_id, member_id),
+                ConsumerKey(CONSUMER_GROUP_MEMBER_METADATA, group.group_id, updated.member_id),
                 updated.metadata_value(),
             )
             if updated.subscribed_topic_names != member.subscribed_topic_names:
@@ -517,11 +617,11 @@ class ConsumerGroupManager:
         reconciled = updated
         rebalance_timer: bool | None = None  # True: schedule, False: cancel, None: leave
         if not updated.is_reconciled_to(target_epoch):
-            reconciled = reconcile(updated, target_epoch, target, group.partition_epoch, r.owned)
+            reconciled = reconcile(updated, target_epoch, target, group.partition_epoch, owned)
             if reconciled != updated:
                 w.add(
                     ConsumerKey(
-                        CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT, group.group_id, member_id
+                        CONSUMER_GROUP_CURRENT_MEMBER_ASSIGNMENT, group.group_id, updated.member_id
                     ),
                     reconciled.assignment_value(),
                 )
@@ -530,37 +630,14 @@ class ConsumerGroupManager:
                     "[GroupId %s] Member %s new assignment state: epoch=%d, previousEpoch=%d, "
                     "state=%s, assigned=%s, revoking=%s",
                     group.group_id,
-                    member_id,
+                    updated.member_id,
                     reconciled.member_epoch,
                     reconciled.previous_member_epoch,
                     reconciled.state.name,
                     _fmt(reconciled.assigned),
                     _fmt(reconciled.pending_revocation),
                 )
-
-        replaced = group.static_members.get(r.instance_id) if r.instance_id is not None else None
-        self._write(w)
-        if replaced is not None and replaced != member_id:
-            self._cancel_timers(group.group_id, replaced)
-        self.schedule_session_timeout(group.group_id, member_id)
-        if rebalance_timer is True:
-            self._schedule_rebalance_timeout(group, reconciled)
-        elif rebalance_timer is False:
-            self._cancel("rebalance", group.group_id, member_id)
-
-        full = r.member_epoch == 0 or (
-            r.rebalance_timeout_ms != -1
-            and r.subscribed_topic_names is not None
-            and r.owned is not None
-        )
-        return HeartbeatResult(
-            member_id=reconciled.member_id,
-            member_epoch=reconciled.member_epoch,
-            heartbeat_interval_ms=self.config.heartbeat_interval_ms,
-            assignment=(
-                reconciled.assigned if full or reconciled.assigned != member.assigned else None
-            ),
-        )
+        return reconciled, rebalance_timer
 
     # ------------------------------------------------------------------ group and member
     def _group_for_heartbeat(self, group_id: str, create: bool) -> _Write:
@@ -583,25 +660,49 @@ class ConsumerGroupManager:
                 "[GroupId %s] Converted the empty classic group to a consumer group.", group_id
             )
             return w
-        raise KafkaError(self._upgrade_refusal(existing), ErrorCode.group_id_not_found)
+        refusal = self._upgrade_refusal(existing)
+        if create and refusal is None:
+            return self._upgrade(existing)
+        raise KafkaError(
+            refusal or f"Group {group_id} is not a consumer group.", ErrorCode.group_id_not_found
+        )
 
-    def _upgrade_refusal(self, group: ClassicGroup) -> str:
-        """Why a non-empty classic group does not become a consumer group: Kafka 4.1's
-        checks before an online upgrade, in its order and words. A group that passes them
-        Kafka would upgrade; pybroker does not migrate online (see the module docstring)."""
+    def _upgrade_refusal(self, group: ClassicGroup) -> str | None:
+        """Why a non-empty classic group cannot become a consumer group online (Kafka 4.1's
+        checks, in its order and words), or None when it can."""
         why = f"Cannot upgrade classic group {group.group_id} to consumer group because"
-        if group.protocol_type != "consumer":
+        if not self.config.upgrade_enabled:
+            return f"{why} the online upgrade is disabled."
+        if group.protocol_type != CONSUMER_PROTOCOL_TYPE:
             return f"{why} the group does not use the consumer embedded protocol."
         if len(group.members) > self.config.max_size:
             return f"{why} the group size exceeds the consumer group maximum size."
         try:
             for m in group.members.values():
-                subscribed_topics(m.metadata(group.protocol_name or ""))
+                parse_subscription(m.metadata(group.protocol_name or ""))
                 if m.assignment:  # none yet is no assignment, not a malformed one
                     check_consumer_assignment(m.assignment)
         except (RecordFormatError, KeyError):
             return f"{why} the embedded consumer protocol is malformed."
-        return f"Group {group.group_id} is not a consumer group."
+        return None
+
+    def _upgrade(self, classic: ClassicGroup) -> _Write:
+        """convertToConsumerGroup: the classic group's members become classic members of a
+        consumer group at the classic generation; the joining member's heartbeat goes on
+        from there (and bumps the epoch). Written together with that heartbeat's records."""
+        group, records = to_consumer_group(classic, self.topics())
+        w = _Write(group, new_group=True, replaces=classic)
+        w.records.append((encode_group_metadata_key(classic.group_id), None))
+        w.records.extend(records)
+        w.applied = len(w.records)
+        log.info(
+            "[GroupId %s] Upgrading the classic group (generation %d, %d member(s)) to a "
+            "consumer group.",
+            classic.group_id,
+            classic.generation_id,
+            len(classic.members),
+        )
+        return w
 
     @staticmethod
     def _check_epoch(
@@ -639,6 +740,7 @@ class ConsumerGroupManager:
         epoch: int,
         owned: OwnedPartitions | None,
         create: bool,
+        classic: bool = False,
     ) -> ConsumerGroupMember:
         member = group.members.get(member_id)
         if member is None:
@@ -648,12 +750,14 @@ class ConsumerGroupManager:
                     ErrorCode.unknown_member_id,
                 )
             log.info(
-                "[GroupId %s] Member %s joins the consumer group using the consumer protocol.",
+                "[GroupId %s] Member %s joins the consumer group using the %s protocol.",
                 group.group_id,
                 member_id,
+                "classic" if classic else "consumer",
             )
             return ConsumerGroupMember(member_id)
-        self._check_epoch(member, epoch, owned)
+        if not classic:
+            self._check_epoch(member, epoch, owned)
         return member
 
     def _static_member(
@@ -664,6 +768,7 @@ class ConsumerGroupManager:
         instance_id: str,
         owned: OwnedPartitions | None,
         create: bool,
+        classic: bool = False,
     ) -> ConsumerGroupMember:
         group = w.group
         existing = group.static_member(instance_id)
@@ -678,7 +783,11 @@ class ConsumerGroupManager:
                 return group.members.get(member_id) or ConsumerGroupMember(member_id)
             if existing.member_id == member_id:
                 return existing  # the same member rejoining after being fenced
-            if not existing.classic and existing.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+            if (
+                not classic
+                and existing.classic is None
+                and existing.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH
+            ):
                 raise KafkaError(
                     f"Static member {member_id} with instance id {instance_id} cannot join the "
                     f"group because the instance id is owned by {existing.member_id} member.",
@@ -1000,8 +1109,14 @@ class ConsumerGroupManager:
         self._fence(group, member)
         return HeartbeatResult(member_id=r.member_id, member_epoch=r.member_epoch)
 
-    def _fence(self, group: ConsumerGroup, *members: ConsumerGroupMember) -> None:
-        """consumerGroupFenceMember(s): remove the members, bump the group epoch once."""
+    def _fence(
+        self, group: ConsumerGroup, *members: ConsumerGroupMember, downgrade: bool = True
+    ) -> None:
+        """consumerGroupFenceMember(s): remove the members, bump the group epoch once; or,
+        when the one member going is the last on the consumer protocol, downgrade."""
+        if downgrade and len(members) == 1 and self._may_downgrade(group, members[0].member_id):
+            self._downgrade(group, members[0].member_id)
+            return
         w = _Write(group)
         removed = [m.member_id for m in members]
         for member_id in removed:
@@ -1023,12 +1138,305 @@ class ConsumerGroupManager:
         for member_id in removed:
             self._cancel_timers(group.group_id, member_id)
 
+    def _may_downgrade(
+        self, group: ConsumerGroup, leaving_member_id: str, *, replacing: bool = False
+    ) -> bool:
+        """validateOnlineDowngradeWithFencedMember (the member leaves) or, ``replacing``,
+        validateOnlineDowngradeWithReplacedMemberId (a classic static member takes its
+        instance id)."""
+        if not group.all_members_use_classic_except(leaving_member_id):
+            return False
+        if len(group.members) <= 1 and not replacing:
+            return False
+        why = f"[GroupId {group.group_id}] Cannot downgrade the consumer group to a classic group"
+        if not self.config.downgrade_enabled:
+            log.info("%s because the online downgrade is disabled.", why)
+            return False
+        if len(group.members) - (0 if replacing else 1) > self.config.classic_max_size:
+            log.info("%s because its size is greater than group.max.size.", why)
+            return False
+        return True
+
+    def _downgrade(
+        self,
+        group: ConsumerGroup,
+        leaving_member_id: str,
+        *,
+        joining: ConsumerGroupMember | None = None,
+        w: _Write | None = None,
+    ) -> None:
+        """convertToClassicGroup: the consumer group's records are deleted and the classic
+        group is written in one append; its members keep their target assignments. When a
+        member left, a rebalance starts so they rejoin as a classic group; when ``joining``
+        replaced it (a static member, whose JoinGroup records are in ``w``), the group stays
+        Stable and ``joining`` takes the replaced member's partitions."""
+        coordinator = self.coordinator
+        names = {tid: name for name, (tid, _) in self.topics().items()}
+        classic, assignments = to_classic_group(
+            group, leaving_member_id, self.clock(), names, joining
+        )
+        offsets = group.offsets
+        w = w or _Write(group)
+        for key in group.tombstone_keys():
+            if joining is not None and key.member_id == leaving_member_id:
+                key = replace(key, member_id=joining.member_id)
+            w.add(key, None)
+        w.records.append(coordinator.group_metadata_record(classic, assignments))
+        self._write(w)  # replaying the tombstones drops the consumer group and its timers
+        classic.offsets = offsets
+        coordinator.groups[group.group_id] = classic
+        log.info(
+            "[GroupId %s] Downgraded the consumer group to a classic group (generation %d) "
+            "after member %s %s.",
+            group.group_id,
+            classic.generation_id,
+            leaving_member_id,
+            "left" if joining is None else f"was replaced by {joining.member_id}",
+        )
+        coordinator.on_downgraded(classic, rebalance=joining is None)
+
     # =================================================================== classic APIs
+    def classic_join(
+        self,
+        group: ConsumerGroup,
+        member_id: str,
+        instance_id: str | None,
+        require_known_member_id: bool,
+        client_id: str,
+        client_host: str,
+        rebalance_timeout_ms: int,
+        session_timeout_ms: int,
+        protocol_type: str,
+        protocols: list[tuple[str, bytes]],
+    ) -> JoinResult:
+        """classicGroupJoinToConsumerGroup: a classic member joins (or rejoins) a non-empty
+        consumer group. It is answered at once, with its epoch as the generation and no
+        leader: its assignment comes from the consumer group through SyncGroup."""
+        try:
+            return self._classic_join(
+                group,
+                member_id,
+                instance_id,
+                require_known_member_id,
+                client_id,
+                client_host,
+                rebalance_timeout_ms,
+                session_timeout_ms,
+                protocol_type,
+                protocols,
+            )
+        except KafkaError as exc:
+            return JoinResult(exc.code, member_id)
+
+    def _classic_join(
+        self,
+        group: ConsumerGroup,
+        member_id: str,
+        instance_id: str | None,
+        require_known_member_id: bool,
+        client_id: str,
+        client_host: str,
+        rebalance_timeout_ms: int,
+        session_timeout_ms: int,
+        protocol_type: str,
+        protocols: list[tuple[str, bytes]],
+    ) -> JoinResult:
+        gid = group.group_id
+        unknown = member_id == ""
+        if unknown:
+            member_id = new_member_id()
+        if member_id not in group.members and len(group.members) >= self.config.max_size:
+            raise KafkaError(
+                "The consumer group has reached its maximum capacity of "
+                f"{self.config.max_size} members.",
+                ErrorCode.group_max_size_reached,
+            )
+        if not group.supports_classic_protocols(protocol_type, {n for n, _ in protocols}):
+            raise KafkaError(
+                f"Member {member_id}'s protocols are not supported.",
+                ErrorCode.inconsistent_group_protocol,
+            )
+        if require_known_member_id and unknown:
+            log.info(
+                "[GroupId %s] Dynamic member with unknown member id joins the consumer group. "
+                "Created a new member id %s and requesting the member to rejoin with this id.",
+                gid,
+                member_id,
+            )
+            return JoinResult(ErrorCode.member_id_required, member_id)
+        w = _Write(group)
+        if instance_id is None:
+            member = self._dynamic_member(group, member_id, -1, None, True, classic=True)
+        else:
+            member = self._static_member(w, member_id, -1, instance_id, None, True, classic=True)
+        try:
+            subscription = parse_subscription(protocols[0][1])
+        except RecordFormatError:
+            raise KafkaError(
+                "Malformed embedded consumer protocol in subscription deserialization.",
+                ErrorCode.unknown_server_error,
+            ) from None
+        topics = self.topics()
+        owned = [
+            (topics[topic][0], list(parts))
+            for topic, parts in subscription.owned
+            if topic in topics
+        ]
+        updated = replace(
+            member,
+            instance_id=instance_id if instance_id is not None else member.instance_id,
+            rack_id=subscription.rack_id if subscription.rack_id is not None else member.rack_id,
+            rebalance_timeout_ms=(
+                rebalance_timeout_ms if rebalance_timeout_ms != -1 else member.rebalance_timeout_ms
+            ),
+            subscribed_topic_names=frozenset(subscription.topics),
+            client_id=client_id,
+            client_host=client_host,
+            classic=ClassicMemberMetadata(session_timeout_ms, tuple(protocols)),
+        )
+        reconciled, _ = self._advance(w, member, updated, owned, self.clock())
+        replaced = group.static_members.get(instance_id) if instance_id is not None else None
+        if (
+            replaced is not None
+            and replaced != member_id
+            and self._may_downgrade(group, replaced, replacing=True)
+        ):
+            self._downgrade(group, replaced, joining=reconciled, w=w)
+            return JoinResult(
+                ErrorCode.none,
+                reconciled.member_id,
+                reconciled.member_epoch,
+                CONSUMER_PROTOCOL_TYPE,
+                updated.protocol_name,
+            )
+        self._write(w)
+        if replaced is not None and replaced != member_id:
+            self._cancel_timers(gid, replaced)
+        self._cancel("join", gid, member_id)
+        self.schedule_session_timeout(gid, member_id)
+        self._schedule_sync_timeout(gid, member_id, rebalance_timeout_ms)
+        return JoinResult(
+            ErrorCode.none,
+            reconciled.member_id,
+            reconciled.member_epoch,
+            CONSUMER_PROTOCOL_TYPE,
+            updated.protocol_name,
+        )
+
+    def _classic_member(
+        self, group: ConsumerGroup, member_id: str, instance_id: str | None, generation: int
+    ) -> ConsumerGroupMember:
+        """validateConsumerGroupMember, then: it speaks the classic protocol, and the
+        generation it sends is its member epoch."""
+        if instance_id is None:
+            member = group.members.get(member_id)
+            if member is None:
+                raise KafkaError(
+                    f"Member {member_id} is not a member of group {group.group_id}.",
+                    ErrorCode.unknown_member_id,
+                )
+        else:
+            member = group.static_member(instance_id)
+            if member is None:
+                raise KafkaError(
+                    f"Member with instance id {instance_id} is not a member of group "
+                    f"{group.group_id}.",
+                    ErrorCode.unknown_member_id,
+                )
+            if member.member_id != member_id:
+                raise KafkaError(
+                    f"Static member {member_id} with instance id {instance_id} was fenced by "
+                    f"member {member.member_id}.",
+                    ErrorCode.fenced_instance_id,
+                )
+        if member.classic is None:
+            raise KafkaError(
+                f"Member {member.member_id} does not use the classic protocol.",
+                ErrorCode.unknown_member_id,
+            )
+        if generation != member.member_epoch:
+            raise KafkaError(
+                f"The request generation id {generation} is not equal to the member epoch "
+                f"{member.member_epoch} of member {member.member_id}.",
+                ErrorCode.illegal_generation,
+            )
+        return member
+
+    def classic_sync(
+        self,
+        group: ConsumerGroup,
+        member_id: str,
+        instance_id: str | None,
+        generation_id: int,
+        protocol_type: str | None,
+        protocol_name: str | None,
+    ) -> SyncResult:
+        """classicGroupSyncToConsumerGroup: the member's current assignment, in the
+        consumer-protocol version it speaks, unless it must rejoin first."""
+        gid = group.group_id
+        try:
+            member = self._classic_member(group, member_id, instance_id, generation_id)
+            if protocol_type is not None and protocol_type != CONSUMER_PROTOCOL_TYPE:
+                raise KafkaError(
+                    f"The protocol type {protocol_type} from member {member_id} request is not "
+                    f"equal to the group protocol type {CONSUMER_PROTOCOL_TYPE}.",
+                    ErrorCode.inconsistent_group_protocol,
+                )
+            if protocol_name is not None and protocol_name != member.protocol_name:
+                raise KafkaError(
+                    f"The protocol name {protocol_name} from member {member_id} request is not "
+                    f"equal to the protocol name {member.protocol_name} returned in the join "
+                    "response.",
+                    ErrorCode.inconsistent_group_protocol,
+                )
+            if (
+                group.group_epoch > member.member_epoch
+                and member.state != MemberState.UNREVOKED_PARTITIONS
+            ):
+                self._schedule_join_timeout_if_absent(gid, member)
+                raise KafkaError(
+                    f"A new rebalance is triggered in group {gid} and member {member_id} "
+                    "should rejoin to catch up.",
+                    ErrorCode.rebalance_in_progress,
+                )
+        except KafkaError as exc:
+            return SyncResult(exc.code)
+        self._cancel("sync", gid, member.member_id)
+        self.schedule_session_timeout(gid, member.member_id)
+        assert member.classic is not None
+        names = {tid: name for name, (tid, _) in self.topics().items()}
+        partitions = {names[tid]: p for tid, p in member.assigned.items() if tid in names}
+        version = metadata_version(member.classic.protocols[0][1])
+        return SyncResult(
+            ErrorCode.none, protocol_type, protocol_name, encode_assignment(partitions, version)
+        )
+
+    def classic_heartbeat(
+        self, group: ConsumerGroup, member_id: str, instance_id: str | None, generation_id: int
+    ) -> ErrorCode:
+        """classicGroupHeartbeatToConsumerGroup: REBALANCE_IN_PROGRESS tells the member to
+        rejoin when the group moved on, it must revoke, or what it waits for is free."""
+        try:
+            member = self._classic_member(group, member_id, instance_id, generation_id)
+        except KafkaError as exc:
+            return exc.code
+        self.schedule_session_timeout(group.group_id, member.member_id)
+        if (
+            member.member_epoch < group.group_epoch
+            or member.state == MemberState.UNREVOKED_PARTITIONS
+            or (
+                member.state == MemberState.UNRELEASED_PARTITIONS
+                and not group.waiting_on_unreleased_partition(member)
+            )
+        ):
+            self._schedule_join_timeout_if_absent(group.group_id, member)
+            return ErrorCode.rebalance_in_progress
+        return ErrorCode.none
+
     def release_for_classic(self, group: ConsumerGroup, member_id: str) -> ErrorCode | None:
-        """A JoinGroup for this group id: an empty consumer group gives way to a classic
-        group (keeping its offsets); a non-empty one refuses."""
-        if not group.is_empty():
-            return ErrorCode.inconsistent_group_protocol
+        """A JoinGroup for an empty consumer group: it gives way to a classic group (keeping
+        its offsets)."""
+        assert group.is_empty()
         if member_id:
             return ErrorCode.unknown_member_id
         now = self.clock()
@@ -1076,7 +1484,7 @@ class ConsumerGroupManager:
             errors.append(ErrorCode.none)
         if valid:
             try:
-                self._fence(group, *valid.values())
+                self._fence(group, *valid.values(), downgrade=False)
             except KafkaError as exc:
                 return [exc.code if e == ErrorCode.none else e for e in errors]
         return errors

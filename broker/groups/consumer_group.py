@@ -40,6 +40,7 @@ from pybroker.broker.groups.consumer_records import (
     CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER,
     CONSUMER_GROUP_TARGET_ASSIGNMENT_METADATA,
     AssignmentEpochValue,
+    ClassicMemberMetadata,
     ConsumerKey,
     ConsumerValue,
     CurrentAssignmentValue,
@@ -97,7 +98,9 @@ class ConsumerGroupMember:
     subscribed_topic_names: frozenset[str] = frozenset()
     subscribed_topic_regex: str | None = None
     server_assignor: str | None = None
-    classic: bool = False  # a classic-protocol member (never created here; read from logs)
+    # Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat)
+    # inside the consumer group: its session timeout and protocols.
+    classic: ClassicMemberMetadata | None = None
     assigned: Assignment = field(default_factory=dict)
     pending_revocation: Assignment = field(default_factory=dict)
 
@@ -118,6 +121,7 @@ class ConsumerGroupMember:
             subscribed_topic_regex=self.subscribed_topic_regex,
             rebalance_timeout_ms=self.rebalance_timeout_ms,
             server_assignor=self.server_assignor,
+            classic=self.classic,
         )
 
     def assignment_value(self) -> CurrentAssignmentValue:
@@ -140,7 +144,7 @@ class ConsumerGroupMember:
             subscribed_topic_regex=v.subscribed_topic_regex,
             rebalance_timeout_ms=v.rebalance_timeout_ms,
             server_assignor=v.server_assignor,
-            classic=v.classic_member,
+            classic=v.classic,
         )
 
     def with_assignment(self, v: CurrentAssignmentValue) -> ConsumerGroupMember:
@@ -154,7 +158,13 @@ class ConsumerGroupMember:
         )
 
     def same_metadata(self, other: ConsumerGroupMember) -> bool:
-        return self.metadata_value() == other.metadata_value() and self.classic == other.classic
+        return self.metadata_value() == other.metadata_value()
+
+    @property
+    def protocol_name(self) -> str:
+        """The classic protocol this member is told to use: its first choice."""
+        assert self.classic is not None
+        return self.classic.protocols[0][0]
 
 
 def partition_count(assignment: Assignment) -> int:
@@ -317,6 +327,43 @@ class ConsumerGroup:
         member_id = self.static_members.get(instance_id)
         return self.members.get(member_id) if member_id is not None else None
 
+    # ------------------------------------------------------------------ classic members
+    def classic_members(self) -> list[ConsumerGroupMember]:
+        return [m for m in self.members.values() if m.classic is not None]
+
+    def supports_classic_protocols(self, protocol_type: str, names: set[str]) -> bool:
+        """ConsumerGroup.supportsClassicProtocols: a classic member may join when one of its
+        protocols is supported by every classic member already in the group."""
+        if protocol_type != CONSUMER_PROTOCOL_TYPE:
+            return False
+        if not self.members:
+            return bool(names)
+        classic = self.classic_members()
+        return any(
+            all(name in {n for n, _ in m.classic.protocols} for m in classic if m.classic)
+            for name in names
+        )
+
+    def all_members_use_classic_except(self, member_id: str) -> bool:
+        """allMembersUseClassicProtocolExcept: the last consumer-protocol member leaving."""
+        member = self.members.get(member_id)
+        return (
+            member is not None
+            and member.classic is None
+            and len(self.classic_members()) == len(self.members) - 1
+        )
+
+    def waiting_on_unreleased_partition(self, member: ConsumerGroupMember) -> bool:
+        """Whether a member has target partitions another member still holds."""
+        if member.state != MemberState.UNRELEASED_PARTITIONS:
+            return False
+        for topic_id, parts in self.target.get(member.member_id, {}).items():
+            held = member.assigned.get(topic_id, frozenset())
+            for p in parts:
+                if p not in held and self.partition_epoch(topic_id, p) != -1:
+                    return True
+        return False
+
     def partition_epoch(self, topic_id: uuid.UUID, partition: int) -> int:
         return self.partition_epochs.get(topic_id, {}).get(partition, -1)
 
@@ -413,7 +460,7 @@ class ConsumerGroup:
                 f"Member {member_id} is not a member of group {self.group_id}.",
                 ErrorCode.unknown_member_id,
             )
-        if not transactional and not member.classic and api_version < 9:
+        if not transactional and member.classic is None and api_version < 9:
             raise KafkaError(
                 "OffsetCommit version 9 or above must be used by members using the modern "
                 "group protocol",
@@ -436,7 +483,7 @@ class ConsumerGroup:
     @staticmethod
     def _validate_member_epoch(member: ConsumerGroupMember, epoch: int) -> None:
         if epoch != member.member_epoch:
-            if member.classic:
+            if member.classic is not None:
                 raise KafkaError(
                     f"The received generation id {epoch} does not match the expected member "
                     f"epoch {member.member_epoch}.",

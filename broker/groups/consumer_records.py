@@ -98,6 +98,16 @@ class PartitionMetadataValue:
 
 
 @dataclass(frozen=True, slots=True)
+class ClassicMemberMetadata:
+    """What a member that speaks the classic protocol inside a consumer group joined with:
+    its session timeout and its protocols (name, consumer-protocol subscription), in its
+    order of preference."""
+
+    session_timeout_ms: int
+    protocols: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MemberMetadataValue:
     instance_id: str | None
     rack_id: str | None
@@ -107,7 +117,7 @@ class MemberMetadataValue:
     subscribed_topic_regex: str | None
     rebalance_timeout_ms: int
     server_assignor: str | None
-    classic_member: bool = False  # tag 0 present: the member uses the classic protocol
+    classic: ClassicMemberMetadata | None = None  # tag 0: the member uses the classic protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +213,14 @@ class _FlexWriter(_Writer):
         for v in values:
             self.int32(v)
 
+    def tagged(self, fields: Mapping[int, bytes]) -> None:
+        """A tagged fields section (tags in ascending order, as the schema requires)."""
+        self.uvarint(len(fields))
+        for tag in sorted(fields):
+            self.uvarint(tag)
+            self.uvarint(len(fields[tag]))
+            self.buf += fields[tag]
+
     def topic_partitions(self, assignment: Assignment) -> None:
         items = sorted(assignment.items(), key=lambda kv: str(kv[0]))
         self.array_len(len(items))
@@ -243,13 +261,13 @@ class _FlexReader(_Reader):
                 out[topic_id] = out.get(topic_id, frozenset()) | frozenset(parts)
         return out
 
-    def tags_with(self) -> set[int]:
-        """Skip the tagged fields, returning which tags were present."""
-        seen = set()
+    def tagged(self) -> dict[int, bytes]:
+        """The tagged fields section: each tag's raw bytes."""
+        out = {}
         for _ in range(self.uvarint()):
-            seen.add(self.uvarint())
-            self._take(self.uvarint())
-        return seen
+            tag = self.uvarint()
+            out[tag] = self._take(self.uvarint())
+        return out
 
 
 def encode_value(value: ConsumerValue) -> bytes:
@@ -275,6 +293,9 @@ def encode_value(value: ConsumerValue) -> bytes:
         w.string(value.subscribed_topic_regex)
         w.int32(value.rebalance_timeout_ms)
         w.string(value.server_assignor)
+        if value.classic is not None:
+            w.tagged({0: _classic_member_metadata(value.classic)})
+            return bytes(w.buf)
     elif isinstance(value, AssignmentEpochValue):
         w.int32(value.assignment_epoch)
     elif isinstance(value, TargetAssignmentValue):
@@ -326,7 +347,7 @@ def decode_value(record_type: int, data: bytes | memoryview) -> ConsumerValue:
         regex = r.string(nullable=True)
         rebalance_timeout = r.int32()
         assignor = r.string(nullable=True)
-        tags = r.tags_with()
+        tags = r.tagged()
         assert client_id is not None and client_host is not None
         value = MemberMetadataValue(
             instance_id,
@@ -337,7 +358,7 @@ def decode_value(record_type: int, data: bytes | memoryview) -> ConsumerValue:
             regex,
             rebalance_timeout,
             assignor,
-            classic_member=0 in tags,
+            classic=_read_classic_member_metadata(tags[0]) if 0 in tags else None,
         )
         _done(r, version)
         return value
@@ -356,6 +377,33 @@ def decode_value(record_type: int, data: bytes | memoryview) -> ConsumerValue:
     r.skip_tags()
     _done(r, version)
     return value
+
+
+def _classic_member_metadata(v: ClassicMemberMetadata) -> bytes:
+    w = _FlexWriter()
+    w.int32(v.session_timeout_ms)
+    w.array_len(len(v.protocols))
+    for name, metadata in v.protocols:
+        w.string(name)
+        w.bytes_(metadata)
+        w.tags()
+    w.tags()
+    return bytes(w.buf)
+
+
+def _read_classic_member_metadata(data: bytes) -> ClassicMemberMetadata:
+    r = _FlexReader(data)
+    timeout = r.int32()
+    protocols = []
+    for _ in range(r.array_len()):
+        name = r.string()
+        metadata = r.bytes_()
+        r.skip_tags()
+        if name is None:
+            raise RecordFormatError("ClassicMemberMetadata has a null protocol name")
+        protocols.append((name, metadata))
+    r.skip_tags()
+    return ClassicMemberMetadata(timeout, tuple(protocols))
 
 
 def _done(r: _Reader, version: int) -> None:

@@ -455,8 +455,25 @@ class GroupCoordinator:
             return
         unknown = member_id == UNKNOWN_MEMBER_ID
         group = self.groups.get(group_id)
+        if isinstance(group, ConsumerGroup) and not group.is_empty():
+            # Classic members live on in a non-empty consumer group (online migration).
+            callback(
+                self.consumer.classic_join(
+                    group,
+                    member_id,
+                    group_instance_id,
+                    require_known_member_id,
+                    client_id,
+                    client_host,
+                    rebalance_timeout_ms,
+                    session_timeout_ms,
+                    protocol_type,
+                    protocols,
+                )
+            )
+            return
         if isinstance(group, ConsumerGroup):
-            # Only an empty consumer group gives way to a classic one (no online migration).
+            # An empty consumer group gives way to a classic one.
             error = self.consumer.release_for_classic(group, member_id)
             if error is not None:
                 callback(JoinResult(error, member_id))
@@ -1023,8 +1040,14 @@ class GroupCoordinator:
             callback(SyncResult(error))
             return
         group = self.groups.get(group_id)
-        if group is None or isinstance(group, ConsumerGroup):
-            # A consumer group has no classic members (KIP-848 migration is not served).
+        if isinstance(group, ConsumerGroup):
+            callback(
+                self.consumer.classic_sync(
+                    group, member_id, group_instance_id, generation_id, protocol_type, protocol_name
+                )
+            )
+            return
+        if group is None:
             callback(SyncResult(ErrorCode.unknown_member_id))
             return
         if group.state == GroupState.DEAD:
@@ -1129,7 +1152,11 @@ class GroupCoordinator:
         if error is not None:
             return ErrorCode.none if error == ErrorCode.coordinator_load_in_progress else error
         group = self.groups.get(group_id)
-        if group is None or isinstance(group, ConsumerGroup):
+        if isinstance(group, ConsumerGroup):
+            return self.consumer.classic_heartbeat(
+                group, member_id, group_instance_id, generation_id
+            )
+        if group is None:
             return ErrorCode.unknown_member_id
         if group.state == GroupState.DEAD:
             return ErrorCode.coordinator_not_available
@@ -1481,6 +1508,25 @@ class GroupCoordinator:
 
     # =================================================================== records
     def _append_group_metadata(self, group: ClassicGroup, assignment: dict[str, bytes]) -> None:
+        self.store.append(
+            self.partition_for(group.group_id), [self.group_metadata_record(group, assignment)]
+        )
+
+    def on_downgraded(self, group: ClassicGroup, rebalance: bool) -> None:
+        """A consumer group became this classic group: its members' sessions start, and
+        (after a member left) a rebalance makes them rejoin as a classic group."""
+        for member in group.members.values():
+            self._schedule_heartbeat(group, member, member.session_timeout_ms)
+        if rebalance:
+            self._prepare_rebalance(
+                group, f"Downgrade group {group.group_id} from consumer to classic."
+            )
+
+    @staticmethod
+    def group_metadata_record(
+        group: ClassicGroup, assignment: dict[str, bytes]
+    ) -> tuple[bytes, bytes]:
+        """The GroupMetadata record (key, value) of a classic group and its assignment."""
         members = []
         if group.members:
             assert group.protocol_name is not None
@@ -1505,10 +1551,7 @@ class GroupCoordinator:
             current_state_timestamp=group.state_timestamp,
             members=tuple(members),
         )
-        self.store.append(
-            self.partition_for(group.group_id),
-            [(encode_group_metadata_key(group.group_id), encode_group_metadata_value(value))],
-        )
+        return encode_group_metadata_key(group.group_id), encode_group_metadata_value(value)
 
     # =================================================================== transactions
     def _read_entries(

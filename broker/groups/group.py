@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pybroker.broker.groups.records import RecordFormatError, subscribed_topics
+from pybroker.broker.groups.consumer_protocol import subscribed_topics
+from pybroker.broker.groups.records import RecordFormatError
 from pybroker.protocol.errors import ErrorCode, KafkaError
 
 log = logging.getLogger(__name__)

@@ -381,28 +381,6 @@ def decode_group_metadata_value(value: bytes | memoryview) -> GroupMetadataValue
 
 
 # ---------------------------------------------------------------------------------------
-# The consumer protocol's subscription (what a classic consumer puts in JoinGroup)
-
-
-def subscribed_topics(metadata: bytes) -> set[str]:
-    """Topics of a ``ConsumerProtocolSubscription`` (any version; every version starts
-    with an int16 version and the topics array). Raises RecordFormatError if malformed."""
-    r = _Reader(metadata)
-    version = r.int16()
-    if version < 0:
-        raise RecordFormatError(f"subscription has negative version {version}")
-    n = r.int32()
-    if n < 0:
-        raise RecordFormatError("subscription has a null topic array")
-    topics = set()
-    for _ in range(n):
-        t = r.string()
-        assert t is not None
-        topics.add(t)
-    return topics
-
-
-# ---------------------------------------------------------------------------------------
 # Where a group lives
 
 
@@ -429,18 +407,3 @@ def java_string_length(s: str) -> int:
     """Java's ``String.length()`` (UTF-16 code units), which offset.metadata.max.bytes
     is compared with."""
     return len(s.encode("utf-16-le")) // 2
-
-
-def check_consumer_assignment(data: bytes) -> None:
-    """Parse a ``ConsumerProtocolAssignment`` (int16 version, topic partitions, nullable
-    user data); raises RecordFormatError if malformed, as Kafka's upgrade check does."""
-    r = _Reader(data)
-    if r.int16() < 0:
-        raise RecordFormatError("assignment has a negative version")
-    for _ in range(r.array_len()):
-        r.string()
-        for _ in range(r.array_len()):
-            r.int32()
-    n = r.int32()
-    if n >= 0:
-        r._take(n)

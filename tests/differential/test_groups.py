@@ -39,23 +39,8 @@ OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN, HEARTBEAT, LEAVE, SYNC = (
 DESCRIBE, LIST, DELETE, TXN_COMMIT, OFFSET_DELETE, CGH, CGD = 15, 16, 42, 28, 47, 68, 69
 MEMBERS_UNORDERED = ("groups", "members", "groups[].members")
 
-# case -> why pybroker's answer knowingly differs from Kafka 4.1's.
-_NO_ONLINE_MIGRATION = (
-    "Kafka 4.1 (group.consumer.migration.policy=bidirectional) migrates non-empty groups "
-    "between protocols online: classic members live on inside a consumer group and a KIP-848 "
-    "member upgrades a classic group; pybroker converts only empty groups (broker.groups."
-    "consumer_coordinator's docstring), so it answers "
-)
-ACCEPTED: dict[str, str] = {
-    "mix/classic-into-consumer": _NO_ONLINE_MIGRATION
-    + "INCONSISTENT_GROUP_PROTOCOL where Kafka asks the classic member to rejoin with a new "
-    "member id (MEMBER_ID_REQUIRED) as a classic member of the consumer group.",
-    "upgrade/into-consumer-group": _NO_ONLINE_MIGRATION
-    + "GROUP_ID_NOT_FOUND where Kafka upgrades the classic group (epoch 2) and admits the member.",
-    "upgrade/describe": _NO_ONLINE_MIGRATION
-    + "the classic group as Stable, which Kafka had turned into a consumer group (Dead to "
-    "DescribeGroups).",
-}
+# case -> why pybroker's answer knowingly differs from Kafka 4.1's (none today).
+ACCEPTED: dict[str, str] = {}
 
 
 def gid(tag: str) -> str:
@@ -939,6 +924,37 @@ def test_consumer_into_non_empty_classic_group(duo: Duo) -> None:
     cgh(duo, "upgrade/into-consumer-group", plain, m2, 0, "c", topics=[topic], rebalance=5000)
     describe(duo, "upgrade/describe", plain)
 
+    # The classic member lives on in the consumer group: told to rejoin, it gets a new
+    # epoch as its generation and its share of the partitions through SyncGroup.
+    cgd(duo, "upgrade/cg-describe", plain)
+    heartbeat(duo, "upgrade/classic-heartbeat", plain, "<M2>", 1, conn="b")
+    heartbeat(duo, "upgrade/classic-heartbeat-bad-generation", plain, "<M2>", 7, conn="b")
+    heartbeat(duo, "upgrade/classic-heartbeat-unknown", plain, "nobody", 1, conn="b")
+    heartbeat(duo, "upgrade/consumer-member-classic-heartbeat", plain, m2, 2, conn="b")
+    join_now(duo, "upgrade/classic-rejoin", plain, "<M2>", "b", protocols=protos)
+    sync_now(duo, "upgrade/classic-sync-wrong-name", plain, "<M2>", 2, "b", protocol_name="x")
+    sync_now(duo, "upgrade/classic-resync", plain, "<M2>", 2, "b")
+    heartbeat(duo, "upgrade/classic-heartbeat-stable", plain, "<M2>", 2, conn="b")
+    cgh(duo, "upgrade/consumer-gets-released", plain, m2, 2, "c", owned=[])
+    cgd(duo, "upgrade/cg-describe-stable", plain)
+    commit(duo, "upgrade/classic-commit", plain, "<M2>", 2, {topic: [0]}, version=8, conn="b")
+    commit(duo, "upgrade/classic-commit-stale", plain, "<M2>", 1, {topic: [0]}, version=8)
+    describe(duo, "upgrade/describe-consumer-group", plain)
+    list_groups(duo, "upgrade/list", {plain})
+
+    # A second classic member joins the consumer group (with a member id first).
+    late = join_now(duo, "upgrade/classic-second-id", plain, "", "d", protocols=protos)
+    join_now(
+        duo, "upgrade/classic-second-join", plain, duo.placeholder_of(late), "d", protocols=protos
+    )
+    cgd(duo, "upgrade/cg-describe-three", plain)
+
+    # The last consumer-protocol member leaves: the group is classic again and rebalances.
+    cgh(duo, "upgrade/consumer-leaves", plain, m2, -1, "c")
+    describe(duo, "upgrade/describe-downgraded", plain)
+    cgd(duo, "upgrade/cg-describe-downgraded", plain)
+    heartbeat(duo, "upgrade/classic-heartbeat-downgraded", plain, "<M2>", 3, conn="b")
+
 
 def test_consumer_group_regex(duo: Duo) -> None:
     """A regex subscription is resolved after the join, then bumps the group epoch."""
@@ -957,3 +973,42 @@ def test_consumer_group_regex(duo: Duo) -> None:
     time.sleep(0.5)
     cgd(duo, "regex/describe-after-change", group)
     cgh(duo, "regex/invalid-on-heartbeat", group, m1, 2, regex="a(")
+
+
+def test_classic_static_member_replacing_the_last_consumer_member(duo: Duo) -> None:
+    """A static member restarted on the classic protocol takes the instance id of the last
+    consumer-protocol member: Kafka 4.1 downgrades the group at once, without a rebalance."""
+    topic, group = gid("t"), gid("static-down")
+    duo.create_topic(topic, 2)
+    coordinator(duo, group)
+    protos = [("range", subscription(topic))]
+    k = f"sd-{uuid.uuid4().hex[:6]}"
+    first = join_now(
+        duo, "static-down/classic-join", group, "", "b", instance="ia", protocols=protos
+    )
+    member = duo.placeholder_of(first)
+    full = {member: assignment({topic: [0, 1]})}
+    sync_now(
+        duo, "static-down/classic-sync", group, member, 1, "b", instance="ia", assignments=full
+    )
+    cgh(
+        duo,
+        "static-down/consumer-joins",
+        group,
+        k,
+        0,
+        "c",
+        topics=[topic],
+        instance="ib",
+        rebalance=5000,
+    )
+    cgd(duo, "static-down/cg-describe", group)
+    answers = join_now(
+        duo, "static-down/classic-replaces", group, "", "d", instance="ib", protocols=protos
+    )
+    describe(duo, "static-down/describe", group)
+    cgd(duo, "static-down/cg-describe-after", group)
+    replacing = duo.placeholder_of(answers)
+    sync_now(duo, "static-down/replacing-sync", group, replacing, 2, "d", instance="ib")
+    heartbeat(duo, "static-down/replaced-heartbeat", group, replacing, 2, instance="ib", conn="d")
+    heartbeat(duo, "static-down/other-heartbeat", group, member, 1, instance="ia", conn="b")

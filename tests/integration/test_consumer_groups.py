@@ -631,7 +631,7 @@ def test_describe_over_the_wire_and_classic_apis(kbroker: BrokerProcess, wire: K
     assert (group, "consumer", "Stable", "consumer") in {
         (g.group_id, g.group_type, g.group_state, g.protocol_type) for g in lg.groups
     }
-    # A classic JoinGroup cannot join it while it has members.
+    # A classic member may join it (online migration): first it gets a member id.
     jmod = request_module(11, 9)
     joined = wire.request(
         build(
@@ -644,7 +644,7 @@ def test_describe_over_the_wire_and_classic_apis(kbroker: BrokerProcess, wire: K
             protocols=[dict(name="range", metadata=b"")],
         )
     )
-    assert joined.error_code == E.inconsistent_group_protocol
+    assert (joined.error_code, len(joined.member_id)) == (E.member_id_required, 22)
     # DeleteGroups refuses a non-empty consumer group.
     dg = wire.request(build(request_module(42, 2).DeleteGroupsRequest, groups_names=[group]))
     assert dg.results[0].error_code == E.non_empty_group
@@ -653,9 +653,11 @@ def test_describe_over_the_wire_and_classic_apis(kbroker: BrokerProcess, wire: K
     assert dg.results[0].error_code == E.none
 
 
-def test_consumer_heartbeat_cannot_take_a_classic_group(
+def test_consumer_heartbeat_upgrades_a_classic_group(
     kbroker: BrokerProcess, wire: KafkaWire
 ) -> None:
+    """Kafka 4.1's online upgrade: the classic group becomes a consumer group in which the
+    classic consumer goes on (tests/integration/test_group_migration.py rolls a group)."""
     topic = fresh_topic(kbroker, 0)
     group = f"classic-{topic}"
     classic = Consumer(
@@ -674,10 +676,13 @@ def test_consumer_heartbeat_cannot_take_a_classic_group(
             classic.poll(0.05)
         ensure_coordinator(wire, group)
         r = join(wire, group, uuid.uuid4().hex, [topic])
-        assert (r.error_code, r.error_message) == (
-            E.group_id_not_found,
-            f"Group {group} is not a consumer group.",
-        )
+        assert (r.error_code, r.member_epoch) == (E.none, 2)  # the classic generation was 1
+        d = wire.request(build(request_module(15, 6).DescribeGroupsRequest, groups=[group]))
+        assert d.groups[0].error_message == f"Group {group} is not a classic group."
+        deadline = time.monotonic() + 20
+        while not (classic.poll(0.05) is None and classic.assignment()):
+            assert time.monotonic() < deadline
+        assert classic.assignment()  # still a member, now of the consumer group
     finally:
         classic.close()
 

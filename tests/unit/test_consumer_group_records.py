@@ -23,6 +23,7 @@ from pybroker.broker.groups.consumer_records import (
     CONSUMER_GROUP_TARGET_ASSIGNMENT_MEMBER,
     CONSUMER_GROUP_TARGET_ASSIGNMENT_METADATA,
     AssignmentEpochValue,
+    ClassicMemberMetadata,
     ConsumerKey,
     CurrentAssignmentValue,
     GroupEpochValue,
@@ -160,10 +161,13 @@ def test_unknown_tagged_fields_and_newer_versions_are_read() -> None:
     # A 4.1 ConsumerGroupMetadataValue carries MetadataHash as tag 0.
     v41 = h(0) + i32(4) + b"\x01" + b"\x00" + b"\x08" + struct.pack(">q", 123)
     assert decode_value(CONSUMER_GROUP_METADATA, v41) == GroupEpochValue(4)
-    # A classic member (ClassicMemberMetadata, tag 0) is recognised as such.
+    # A classic member (ClassicMemberMetadata, tag 0): session timeout and protocols.
     body = encode_value(MemberMetadataValue(None, None, "c", "/h", (), None, -1, None))
-    tagged = body[:-1] + b"\x01" + b"\x00" + b"\x02" + b"\x01\x00"
-    assert decode_value(CONSUMER_GROUP_MEMBER_METADATA, tagged).classic_member  # type: ignore[union-attr]
+    meta = i32(45000) + b"\x02" + b"\x06range" + b"\x04abc" + b"\x00" + b"\x00"
+    tagged = body[:-1] + b"\x01" + b"\x00" + bytes([len(meta)]) + meta
+    value = decode_value(CONSUMER_GROUP_MEMBER_METADATA, tagged)
+    assert value.classic == ClassicMemberMetadata(45000, (("range", b"abc"),))  # type: ignore[union-attr]
+    assert encode_value(value) == tagged
     # A future version keeps the fields it shares with v0; trailing bytes are its own.
     assert decode_value(CONSUMER_GROUP_METADATA, h(1) + i32(8) + b"\x00" + b"junk") == (
         GroupEpochValue(8)

@@ -10,6 +10,7 @@ import struct
 
 import pytest
 
+from pybroker.broker.groups.consumer_protocol import subscribed_topics
 from pybroker.broker.groups.records import (
     GroupMetadataKey,
     GroupMetadataValue,
@@ -29,7 +30,6 @@ from pybroker.broker.groups.records import (
     java_string_length,
     kafka_abs,
     partition_for,
-    subscribed_topics,
 )
 
 
