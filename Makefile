@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-APT_PACKAGES := kcat zookeeper nftables iproute2 docker-compose
+APT_PACKAGES := kcat zookeeper nftables iproute2 docker-compose openssl
 # Node clients the integration tests drive (kafkajs), pinned in tests/js/package-lock.json.
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
@@ -98,6 +98,8 @@ bench: install-test
 	$(PY) tests/bench/bench_decode.py
 	$(PY) tests/bench/bench_cluster.py
 	$(PY) tests/bench/bench_down_conversion.py
+	$(PY) tests/bench/bench_tls.py
+	$(PY) tests/bench/bench_metrics.py
 
 # Issue 8's long fuzz run: 1,000,000 malformed requests against a real broker (tests/fuzz).
 # `make test` runs a bounded slice (tests/integration/test_fuzz_slice.py).

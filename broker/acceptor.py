@@ -13,6 +13,7 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from pybroker.broker.connection_limits import (
     NetworkStats,
     normalize_ip,
 )
+from pybroker.broker.tls import HANDSHAKE_TIMEOUT_S, ListenerTls
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,13 @@ ProtocolFactory = Callable[[str, Callable[[], None]], asyncio.Protocol]
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One listener to open: its name (PLAINTEXT, INTERNAL, ...) and bind address."""
+    """One listener to open: its name (PLAINTEXT, INTERNAL, ...) and bind address; ``tls``
+    for an SSL or SASL_SSL listener (its context is read per connection: reloadable)."""
 
     name: str
     host: str | None
     port: int
+    tls: ListenerTls | None = None
 
 
 class Acceptor:
@@ -61,6 +65,7 @@ class Acceptor:
         self.factory = factory
         self.sockets: list[socket.socket] = []
         self._listener_of: dict[int, str] = {}  # listening socket's fd -> listener name
+        self._tls_of: dict[str, ListenerTls] = {e.name: e.tls for e in endpoints if e.tls}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
         self._closed = False
@@ -158,14 +163,49 @@ class Acceptor:
                 self.quotas.dec(ip)
 
         assert self._loop is not None
+        tls = self._tls_of.get(listener_name)
+        peer = _peer(conn)
         try:
-            await self._loop.connect_accepted_socket(
-                lambda: self.factory(listener_name, release), sock=conn
-            )
+            if tls is None:
+                await self._loop.connect_accepted_socket(
+                    lambda: self.factory(listener_name, release), sock=conn
+                )
+            else:
+                # connection_made comes once the handshake is done (the principal known).
+                await self._loop.connect_accepted_socket(
+                    lambda: self.factory(listener_name, release),
+                    sock=conn,
+                    ssl=tls.context,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S,
+                )
         except Exception as exc:  # the peer vanished between accept and set-up
-            log.debug("Could not set up an accepted connection from %s: %s", ip, exc)
+            if tls is not None:
+                # Kafka logs a failed handshake once, at INFO, and keeps serving.
+                log.info(
+                    "Failed authentication with /%s (listener %s: SSL handshake failed: %s)",
+                    peer,
+                    listener_name,
+                    _reason(exc),
+                )
+            else:
+                log.debug("Could not set up an accepted connection from %s: %s", ip, exc)
             conn.close()
             release()
+
+
+def _peer(conn: socket.socket) -> str:
+    try:
+        host, port = conn.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a failed handshake: OpenSSL's reason, or the exception's text."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__
 
 
 def _listen(host: str | None, port: int, backlog: int) -> list[socket.socket]:

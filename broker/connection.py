@@ -43,6 +43,7 @@ from pybroker.protocol.fetch_encoder import EncodedResponse
 from pybroker.protocol.frames import SIZE_PREFIX, peek_frame_size, response_prefix
 
 if TYPE_CHECKING:
+    from pybroker.broker.sasl_authenticator import SaslAuthenticator
     from pybroker.broker.server import Broker
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class KafkaConnection(asyncio.Protocol):
         self.broker = broker
         self.listener = listener
         self.principal = "User:ANONYMOUS"  # set by TLS client auth or SASL (issue 12)
+        sasl = getattr(broker, "sasl", None)  # SASL_* listeners authenticate first
+        self.sasl: SaslAuthenticator | None = sasl.authenticator(listener) if sasl else None
         self.network = network
         self.budget = network.budget
         self.max_request = network.max_request_bytes
@@ -93,6 +96,8 @@ class KafkaConnection(asyncio.Protocol):
         self._current: tuple[str, int, int] | None = None  # (API name, version, correlation id)
         self.last_active = time.monotonic()
         self.sock_fd = -1
+        self.tls = False  # os.sendfile cannot write into a TLS stream
+        self._throttled = False  # muted after a throttled response (client quotas)
 
     # ------------------------------------------------------------ transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -110,7 +115,25 @@ class KafkaConnection(asyncio.Protocol):
         # os.sendfile must never overtake bytes still queued in the transport.
         transport.set_write_buffer_limits(high=0, low=0)
         self.network.connections.add(self)
+        if not self._tls_handshake_done(transport):
+            return
         self._task = asyncio.get_running_loop().create_task(self._process())
+
+    def _tls_handshake_done(self, transport: asyncio.BaseTransport) -> bool:
+        """On TLS the handshake is over: the SSL listener's principal comes from the client
+        certificate (False: no ssl.principal.mapping.rules rule applies, connection closed)."""
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.tls = ssl_object is not None
+        tls = self.broker.tls_listeners.get(self.listener) if self.tls else None
+        if tls is None or tls.protocol != "SSL":
+            return True
+        principal = tls.principal(ssl_object)
+        if principal is None:
+            self.close()
+            return False
+        self.principal = principal
+        log.debug("TLS connection from %s on %s: principal %s", self.peer, self.listener, principal)
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -147,7 +170,7 @@ class KafkaConnection(asyncio.Protocol):
         # The client half-closed: finish the requests it sent, then close.
         self._eof = True
         self._wakeup.set()
-        return True
+        return None if self.tls else True  # TLS has no half-close: the transport closes
 
     # ------------------------------------------------------------ admission
     def _admit(self) -> None:
@@ -160,6 +183,16 @@ class KafkaConnection(asyncio.Protocol):
         blocked = False
         while (size := peek_frame_size(buf, pos)) is not None:
             if self._reserved is None:
+                if self.sasl is not None and size > self.sasl.max_receive:
+                    log.warning(  # Kafka: "invalid receive size" fails SASL authentication
+                        "Closing connection from %s: %d-byte request before SASL "
+                        "authentication is over sasl.server.max.receive.size (%d)",
+                        self.peer,
+                        size,
+                        self.sasl.max_receive,
+                    )
+                    self.close()
+                    return
                 if size < 0 or size > self.max_request:
                     log.warning(
                         "Closing connection from %s: request size %d is outside [0, %d] "
@@ -202,6 +235,8 @@ class KafkaConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self._closing or on != self._paused_reading:
             return
+        if on and self._throttled:
+            return  # muted for a quota (_mute resumes)
         self._paused_reading = not on
         if on:
             transport.resume_reading()
@@ -286,6 +321,8 @@ class KafkaConnection(asyncio.Protocol):
         self.close()
 
     async def _handle(self, frame: bytearray) -> None:
+        if self.sasl is not None and await self.sasl.intercept(self, frame):
+            return
         view = memoryview(frame).toreadonly()  # kio refuses writable buffers
         try:
             header = parse_request_header(view)
@@ -295,7 +332,14 @@ class KafkaConnection(asyncio.Protocol):
         if spec is None:
             raise CloseConnection(f"unknown API key {header.api_key}")
         self._current = (spec.name, header.api_version, header.correlation_id)
-        ctx = RequestContext(header, self.peer, self.broker, self.listener, self.principal)
+        ctx = RequestContext(
+            header,
+            self.peer,
+            self.broker,
+            self.listener,
+            self.principal,
+            self.sasl is not None and self.sasl.token_authenticated,
+        )
         if not served_min_version(spec, self.broker) <= header.api_version <= spec.max_version:
             if header.api_key == 18:  # ApiVersions answers any version (KIP-511)
                 self._write_body(header.correlation_id, False, unsupported_version_body())
@@ -317,22 +361,55 @@ class KafkaConnection(asyncio.Protocol):
                 f"malformed {spec.name} (key {header.api_key}) v{header.api_version}: {exc}"
             ) from None
         del view
+        timing = self.network.requests.begin(ctx, SIZE_PREFIX + len(frame), self.last_active)
         result = await spec.handler(ctx, body)
+        timing.handled(result)
+        throttle_ms = 0
+        quotas = getattr(self.broker, "client_quotas", None)
+        if quotas is not None and quotas.active:  # KIP-219: answer now, then mute
+            local_s = max(0.0, timing.handled_at - timing.start - timing.remote)
+            throttle_ms, result = quotas.on_response(ctx, body, len(frame), result, local_s)
         if result is None or self._closing:
+            timing.done(0)
+            await self._mute(throttle_ms)
             return
         flexible = response_header_flexible(header.api_key, header.api_version)
         if isinstance(result, EncodedResponse):
             await self._write_parts(header.correlation_id, flexible, result)
+            size = result.size
         elif isinstance(result, (bytes, bytearray)):
             self._write_body(header.correlation_id, flexible, result)
+            size = len(result)
         else:
-            self._write_body(header.correlation_id, flexible, encode_body(result))
+            encoded = encode_body(result)
+            self._write_body(header.correlation_id, flexible, encoded)
+            size = len(encoded)
+        timing.done(SIZE_PREFIX + 4 + flexible + size)  # size, correlation id, tagged fields
+        await self._mute(throttle_ms)
+
+    async def _mute(self, throttle_ms: int) -> None:
+        """KIP-219: after a throttled response, read nothing from this client for
+        ``throttle_ms`` (Kafka's ThrottledChannel); its queued requests wait too."""
+        if throttle_ms <= 0 or self._closing:
+            return
+        self._throttled = True
+        self._set_reading(False)
+        try:
+            await asyncio.sleep(throttle_ms / 1000)
+        finally:
+            self._throttled = False
+            self._admit()
 
     # ------------------------------------------------------------ writing
     def _write_body(self, correlation_id: int, flexible: bool, body: bytes | bytearray) -> None:
         if self.transport is None or self._closing:
             return
         self.transport.write(response_prefix(correlation_id, flexible, len(body)) + body)
+
+    def _write_raw(self, payload: bytes) -> None:
+        """A size-prefixed frame without a Kafka header (SASL tokens after a v0 handshake)."""
+        if self.transport is not None and not self._closing:
+            self.transport.write(len(payload).to_bytes(4, "big") + payload)
 
     async def _write_parts(
         self, correlation_id: int, flexible: bool, resp: EncodedResponse
@@ -361,6 +438,9 @@ class KafkaConnection(asyncio.Protocol):
         fd = part.file.fileno()
         pos = part.position
         remaining = part.length
+        if self.tls:
+            await self._copy_slice(fd, pos, remaining)
+            return
         while remaining > 0:
             if transport.get_write_buffer_size():
                 await self._drained.wait()
@@ -384,3 +464,20 @@ class KafkaConnection(asyncio.Protocol):
                 sent = len(chunk)
             pos += sent
             remaining -= sent
+
+    async def _copy_slice(self, fd: int, pos: int, remaining: int) -> None:
+        """TLS: read the slice in chunks and write them through the TLS transport, one
+        chunk at a time once the previous one has been handed to the socket."""
+        transport = self.transport
+        assert transport is not None
+        while remaining > 0:
+            if transport.get_write_buffer_size():
+                await self._drained.wait()
+            if self._closing:
+                return
+            chunk = os.pread(fd, min(remaining, COPY_CHUNK), pos)
+            if not chunk:
+                raise CloseConnection("file slice shorter than announced")
+            transport.write(chunk)
+            pos += len(chunk)
+            remaining -= len(chunk)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pybroker.broker.memory_pool import MemoryPool
+from pybroker.broker.request_metrics import RequestMetrics
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -188,3 +189,5 @@ class NetworkContext:
     budget: RequestBudget
     stats: NetworkStats = field(default_factory=NetworkStats)
     connections: MutableSet[Any] = field(default_factory=set)
+    # Per-API request counts and timings (/metrics) and the request log.
+    requests: RequestMetrics = field(default_factory=RequestMetrics)

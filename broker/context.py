@@ -22,6 +22,9 @@ class RequestContext:
     # Who sent it, as Kafka's KafkaPrincipal string ``User:<name>``: ANONYMOUS on
     # PLAINTEXT, the certificate's mapped name on SSL, the SASL identity once authenticated.
     principal: str = "User:ANONYMOUS"
+    # The connection authenticated with a delegation token (SCRAM tokenauth=true, KIP-48):
+    # it may not create, renew, expire or describe tokens.
+    token_authenticated: bool = False
 
     @property
     def version(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pybroker.broker.handlers.all  # noqa: F401  (registers every handler)
 from pybroker.broker.acceptor import Acceptor, Endpoint
+from pybroker.broker.client_quota_manager import ClientQuotaManager
 from pybroker.broker.clock import now_ms
 from pybroker.broker.connection_limits import (
     ConnectionQuotas,
@@ -25,15 +27,25 @@ from pybroker.broker.connection_limits import (
     RequestBudget,
     resolve_overrides,
 )
+from pybroker.broker.delegation_tokens import DelegationTokenManager
+from pybroker.broker.fetch_sessions import FetchSessionCache
 from pybroker.broker.groups.consumer_coordinator import ConsumerGroupConfig, ConsumerGroupManager
 from pybroker.broker.groups.coordinator import CoordinatorConfig, GroupCoordinator
 from pybroker.broker.groups.store import LogGroupStore
 from pybroker.broker.groups.store import apply_image as apply_groups_image
+from pybroker.broker.http_endpoint import SETTING as HTTP_SETTING
+from pybroker.broker.http_endpoint import HttpEndpoint, start_endpoint
 from pybroker.broker.log_cleaner import CleanerService
 from pybroker.broker.log_dir_failures import LogDirFailureHandler
 from pybroker.broker.memory_pool import MemoryPool
+from pybroker.broker.metrics import Readiness
 from pybroker.broker.purgatory import FetchPurgatory
+from pybroker.broker.request_metrics import RequestMetrics
+from pybroker.broker.sasl_authenticator import SaslService, inter_broker_sasl
 from pybroker.broker.scheduling import LoopScheduler
+from pybroker.broker.security.acl_service import AclService
+from pybroker.broker.security.authorizer import authorizer_from_config
+from pybroker.broker.tls import build_listeners, inter_broker_client_context
 from pybroker.broker.txn.coordinator import TransactionCoordinator, TxnConfig
 from pybroker.broker.txn.producer_ids import ProducerIdManager
 from pybroker.broker.txn.store import LocalMarkerWriter, LogTxnStore
@@ -41,7 +53,15 @@ from pybroker.broker.txn.store import apply_image as apply_txn_image
 from pybroker.broker.zk_cluster import ZkCluster
 from pybroker.config.broker_config import BrokerConfig
 from pybroker.config.topic_config import TopicConfig
+from pybroker.replication.acl_store import FILE_NAME as ACL_FILE
+from pybroker.replication.acl_store import LocalAclStore, ZkAclStore
 from pybroker.replication.controller import LocalController
+from pybroker.replication.entity_configs import FILE_NAME as ENTITY_CONFIG_FILE
+from pybroker.replication.entity_configs import (
+    EntityConfigStore,
+    LocalEntityConfigs,
+    ZkEntityConfigs,
+)
 from pybroker.replication.fetcher import FetcherConfig, ReplicaFetcherManager
 from pybroker.replication.log_dir_mover import LogDirMover
 from pybroker.replication.metadata import BrokerInfo, ClusterImage
@@ -50,6 +70,8 @@ from pybroker.replication.producer_id_store import LocalProducerIdStore
 from pybroker.replication.replica_manager import ReplicaManager
 from pybroker.replication.store_local import FILE_NAME as METADATA_FILE
 from pybroker.replication.store_local import LocalMetadataStore
+from pybroker.replication.token_store import FILE_NAME as TOKEN_FILE
+from pybroker.replication.token_store import LocalTokenStore, ZkTokenStore
 from pybroker.replication.zk_admin import ZkAdmin
 from pybroker.storage.kraft_metadata import plan_adoption, read_kraft_metadata
 from pybroker.storage.log import ZERO_UUID
@@ -80,6 +102,21 @@ class Broker:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.node_id = config.node_id
+        # TLS first: a bad ssl.* setting refuses start-up (TlsConfigError) before any work.
+        self.tls_listeners = build_listeners(config)
+        self.inter_broker_ssl = inter_broker_client_context(config)
+        self.tls_raw = dict(config.raw)  # + dynamic listener SSL updates (AlterConfigs)
+        # SASL listeners' settings (bad JAAS lines refuse start-up) and our own credentials.
+        self.sasl = SaslService(config)
+        # Delegation tokens (KIP-48): the store is attached once metadata is up.
+        self.delegation_tokens = DelegationTokenManager(
+            config.values.get("delegation.token.secret.key")
+            or config.values.get("delegation.token.master.key"),
+            int(config.values["delegation.token.max.lifetime.ms"]),
+            int(config.values["delegation.token.expiry.time.ms"]),
+        )
+        self.sasl.delegation_tokens = self.delegation_tokens
+        self.inter_broker_sasl = inter_broker_sasl(config)
         self.connections: set[KafkaConnection] = set()
         self.network = NetworkContext(
             max_request_bytes=config.socket_request_max_bytes,
@@ -89,8 +126,18 @@ class Broker:
             ),
             stats=NetworkStats(),
             connections=self.connections,
+            # Counted only when /metrics can show it (the request log works either way).
+            requests=RequestMetrics(enabled=bool(config.values[HTTP_SETTING])),
         )
+        self.readiness = Readiness(cluster_mode=bool(config.zookeeper_connect))
+        self.http: HttpEndpoint | None = None
         self.purgatory = FetchPurgatory()
+        self.fetch_sessions = FetchSessionCache(
+            config.max_incremental_fetch_session_cache_slots, now_ms
+        )
+        # ACLs (authorizer.class.name): None = no authorizer, every request allowed.
+        self.authorizer = authorizer_from_config(config)
+        self.acls: AclService | None = None
         self._acceptor: Acceptor | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -100,7 +147,9 @@ class Broker:
         self.log_manager = LogManager(
             self.log_dirs,
             self.topic_config_for,
-            reserved_files=frozenset({METADATA_FILE, PRODUCER_ID_FILE}),
+            reserved_files=frozenset(
+                {METADATA_FILE, PRODUCER_ID_FILE, ACL_FILE, ENTITY_CONFIG_FILE, TOKEN_FILE}
+            ),
             producer_id_expiration_ms=config.producer_id_expiration_ms,
         )
         # Cluster mode (zookeeper.connect): ZooKeeper holds the metadata, followers fetch
@@ -113,7 +162,11 @@ class Broker:
             )
             fetchers = ReplicaFetcherManager(
                 self.node_id,
-                FetcherConfig.from_broker(config),
+                dataclasses.replace(
+                    FetcherConfig.from_broker(config),
+                    ssl=self.inter_broker_ssl,
+                    sasl=self.inter_broker_sasl,
+                ),
                 self._endpoint_of,
                 self.purgatory.notify,
             )
@@ -209,11 +262,26 @@ class Broker:
             with contextlib.suppress(OSError):  # an unusable dir is offline (LogManager)
                 d.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
+        # First, so /healthz and /readyz answer while logs recover and the broker registers.
+        self.http = await start_endpoint(
+            self.config.values[HTTP_SETTING],
+            self.readiness,
+            requests=self.network.requests,
+            replica_manager=self.replica_manager,
+            log_manager=self.log_manager,
+            groups=self.group_coordinator,
+            transactions=self.txn_coordinator,
+            connections=self.connections,
+            listeners=[e.name for e in self.config.listeners],
+            fetch_purgatory=self.purgatory,
+            node_id=self.node_id,
+        )
         self.log_dir_failures.attach(loop)
         cluster = self.cluster
         if cluster is not None:
             await cluster.connect()
         self.log_manager.load()
+        self.readiness.recovered = True
         self.cleaner.start()
         if cluster is not None:
             await cluster.load_metadata()
@@ -246,13 +314,36 @@ class Broker:
                 if info is not None and lg.topic_id == ZERO_UUID:
                     lg.assign_topic_id(info.topic_id)  # no partition.metadata: as Kafka does
             controller.start()
+        if self.authorizer is not None:
+            self.acls = AclService(
+                self.authorizer,
+                ZkAclStore(cluster.client) if cluster else LocalAclStore(self.log_dirs[0]),
+            )
+            await self.acls.start()
+        self.entity_configs: EntityConfigStore = (
+            ZkEntityConfigs(cluster.client) if cluster else LocalEntityConfigs(self.log_dirs[0])
+        )
+        self.sasl.entity_configs = self.entity_configs
+        self.delegation_tokens.store = (
+            ZkTokenStore(cluster.client) if cluster else LocalTokenStore(self.log_dirs[0])
+        )
+        self.client_quotas = ClientQuotaManager(  # issue 12: KIP-219 throttling
+            self.entity_configs,
+            self.config.values["quota.window.num"],
+            self.config.values["quota.window.size.seconds"],
+            poll=cluster is not None,
+        )
+        await self.client_quotas.start()
         self.group_coordinator.start()
         self.txn_coordinator.start()
         from pybroker.broker.connection import KafkaConnection
 
         network = self.network
         self._acceptor = Acceptor(
-            [Endpoint(e.name, e.host or None, e.port) for e in self.config.listeners],
+            [
+                Endpoint(e.name, e.host or None, e.port, self.tls_listeners.get(e.name))
+                for e in self.config.listeners
+            ],
             self.config.socket_listen_backlog_size,
             quotas,
             network.stats,
@@ -261,6 +352,7 @@ class Broker:
         self._acceptor.start()
         if cluster is not None:
             await cluster.register()
+            self.readiness.registered = True
             await cluster.start_controller()
             await self.log_dir_failures.start_cluster()
         self._tasks = [
@@ -288,6 +380,15 @@ class Broker:
                     self._every(self.config.replica_lag_time_max_ms // 2, self._shrink_isrs)
                 )
             )
+        if self.delegation_tokens.enabled:
+            self._tasks.append(
+                loop.create_task(
+                    self._every(
+                        int(self.config.values["delegation.token.expiry.check.interval.ms"]),
+                        self.delegation_tokens.expire_tokens,
+                    )
+                )
+            )
         idle_ms = self.config.connections_max_idle_ms
         if idle_ms >= 0:  # Kafka: a negative connections.max.idle.ms never expires connections
             self._tasks.append(
@@ -301,12 +402,15 @@ class Broker:
             ", ".join(map(str, self.log_dirs)),
             self.image.cluster_id,
         )
+        self.readiness.serving = True
 
     async def _shrink_isrs(self) -> None:
         self.replica_manager.isr_maintenance()
 
     async def abort_start(self) -> None:
         """Start-up failed: release what was taken (log dir locks, the ZooKeeper session)."""
+        if self.http is not None:
+            await self.http.stop()
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 await self.cluster.close()
@@ -372,6 +476,9 @@ class Broker:
             # While still serving: move our leaderships to other in-sync replicas first.
             await self.cluster.controlled_shutdown()
         self.stopping = True
+        self.readiness.serving = False
+        if getattr(self, "client_quotas", None) is not None:
+            self.client_quotas.stop()
         self.group_coordinator.shutdown()  # answers waiting JoinGroup/SyncGroup
         self.txn_coordinator.shutdown()
         if self._acceptor is not None:
@@ -390,8 +497,12 @@ class Broker:
         await self.log_dir_mover.stop()
         await self.replica_manager.stop()
         self.log_dir_failures.close()
+        if self.acls is not None:
+            self.acls.close()
         if self.cluster is not None:
             await self.cluster.close()
         await self.cleaner.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.log_manager.shutdown)
+        if self.http is not None:
+            await self.http.stop()
         log.info("Shutdown complete")

@@ -5,7 +5,7 @@ overrides win over the file, every key we use is parsed with Kafka's type, defau
 range (errors are Kafka's ``ConfigException`` text naming the key), and the cross-key
 rules that make Kafka refuse to start make us refuse too. Names, defaults and rules follow
 Kafka 4.x (``KafkaConfig``, ``SocketServerConfigs``, ``ListenerInfo``); where pybroker
-differs (ZooKeeper mode, no KRaft controller, PLAINTEXT only) the docstrings say so.
+differs (ZooKeeper mode, no KRaft controller, no GSSAPI) the docstrings say so.
 
 Keys fall in three groups:
 
@@ -46,7 +46,7 @@ MS_PER_MINUTE = 60_000
 MS_PER_HOUR = 3_600_000
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SUPPORTED_SECURITY_PROTOCOLS = frozenset({"PLAINTEXT"})
+SUPPORTED_SECURITY_PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
 # Kafka 4.x documents the default map in this order.
 DEFAULT_SECURITY_PROTOCOL_MAP = (
     "SASL_SSL:SASL_SSL,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"
@@ -79,9 +79,48 @@ def _string(key: str, raw: str) -> str:
     return raw.strip()
 
 
+def _http_listener(key: str, raw: str) -> str:
+    """``http://host:port`` (host may be empty or a [v6] literal) or empty for off."""
+    value = raw.strip()
+    if not value:
+        return ""
+    scheme, sep, rest = value.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if scheme.lower() != "http" or not sep or not colon or not port.isdigit():
+        raise ConfigError(key, raw, "Expected http://host:port, or empty to turn it off")
+    if not 0 <= int(port) <= 65535 or "/" in host:
+        raise ConfigError(key, raw, "Expected http://host:port, or empty to turn it off")
+    return value
+
+
 # replica.selector.class values (KIP-392); Kafka loads the class, we know these two.
 RACK_AWARE_REPLICA_SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 LEADER_REPLICA_SELECTOR = "org.apache.kafka.common.replica.LeaderSelector"
+
+
+# authorizer.class.name values: Kafka's two ACL authorizers (both mean the same here).
+AUTHORIZER_CLASSES = (
+    "kafka.security.authorizer.AclAuthorizer",
+    "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+)
+
+
+def _authorizer_class(key: str, raw: str) -> str:
+    value = raw.strip()
+    if value and value not in AUTHORIZER_CLASSES:
+        raise ConfigError(
+            key,
+            raw,
+            f"Class {value} cannot be found: pybroker offers {' and '.join(AUTHORIZER_CLASSES)}",
+        )
+    return value
+
+
+def _ssl_client_auth(key: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("required", "requested", "none"):
+        raise ConfigError(key, raw, "String must be one of: required, requested, none")
+    return value
 
 
 def _replica_selector(key: str, raw: str) -> str:
@@ -134,6 +173,10 @@ _BROKER_DEFS: list[ConfigDef] = [
         "pybroker: cluster id to report; unset = the metadata store picks and keeps one.",
     ),
     _def("broker.rack", "string", None, _string, "Rack of this broker, reported in Metadata."),
+    # ACLs (issue 12): an empty class name = no authorizer, everyone may do everything.
+    _def("authorizer.class.name", "string", "", _authorizer_class, "The ACL authorizer."),
+    _def("super.users", "list", "", _string, "Principals allowed everything (a;b)."),
+    _def("allow.everyone.if.no.acl.found", "boolean", False, parse_bool),
     _def(
         "replica.selector.class",
         "class",
@@ -193,8 +236,76 @@ _BROKER_DEFS: list[ConfigDef] = [
         "int",
         100,
         _int(0),
-        "Accepted without effect until SASL; must stay below connections.max.idle.ms.",
+        "How long a SASL connection that failed authentication waits before its error "
+        "answer is sent and it is closed.",
     ),
+    _def(
+        "connections.max.reauth.ms",
+        "long",
+        0,
+        _long(),
+        "SASL sessions expire after this long unless re-authenticated (KIP-368); 0 = never. "
+        "listener.name.<l>.connections.max.reauth.ms overrides it.",
+    ),
+    _def(
+        "sasl.enabled.mechanisms",
+        "list",
+        "GSSAPI",
+        _string,
+        "Mechanisms SASL listeners offer: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER "
+        "(Kafka's default GSSAPI is not offered by pybroker).",
+    ),
+    _def(
+        "sasl.server.max.receive.size",
+        "int",
+        524_288,
+        _int(),
+        "Largest request a SASL connection may send before it has authenticated.",
+    ),
+    _def(
+        "sasl.mechanism.inter.broker.protocol",
+        "string",
+        "GSSAPI",
+        _string,
+        "Mechanism this broker uses on a SASL inter-broker listener.",
+    ),
+    # Delegation tokens (KIP-48): unset secret key = tokens disabled.
+    _def(
+        "delegation.token.secret.key",
+        "password",
+        None,
+        _string,
+        "Secret key of token HMACs, the same on every broker; unset = tokens disabled.",
+    ),
+    _def(
+        "delegation.token.master.key",
+        "password",
+        None,
+        _string,
+        "Deprecated alias of delegation.token.secret.key.",
+    ),
+    _def("delegation.token.max.lifetime.ms", "long", 7 * 24 * MS_PER_HOUR, _long(1)),
+    _def("delegation.token.expiry.time.ms", "long", 24 * MS_PER_HOUR, _long(1)),
+    _def("delegation.token.expiry.check.interval.ms", "long", MS_PER_HOUR, _long(1)),
+    # TLS (issue 12): SSL and SASL_SSL listeners; listener.name.<l>.ssl.* overrides each.
+    _def("ssl.protocol", "string", "TLSv1.3", _string, "Accepted: OpenSSL negotiates."),
+    _def("ssl.enabled.protocols", "list", "TLSv1.2,TLSv1.3", _string),
+    _def("ssl.cipher.suites", "list", "", _string, "Empty = OpenSSL's defaults."),
+    _def("ssl.keystore.type", "string", "JKS", _string, "PKCS12 or PEM (JKS is read as PKCS12)."),
+    _def("ssl.keystore.location", "string", None, _string),
+    _def("ssl.keystore.password", "password", None, _string),
+    _def("ssl.key.password", "password", None, _string),
+    _def("ssl.keystore.key", "password", None, _string, "PEM private key (KIP-651)."),
+    _def("ssl.keystore.certificate.chain", "password", None, _string, "PEM chain (KIP-651)."),
+    _def("ssl.truststore.type", "string", "JKS", _string, "PKCS12 or PEM."),
+    _def("ssl.truststore.location", "string", None, _string),
+    _def("ssl.truststore.password", "password", None, _string),
+    _def("ssl.truststore.certificates", "password", None, _string, "PEM certificates."),
+    _def("ssl.client.auth", "string", "none", _ssl_client_auth),
+    _def("ssl.endpoint.identification.algorithm", "string", "https", _string),
+    _def("ssl.principal.mapping.rules", "string", "DEFAULT", _string),
+    _def("ssl.allow.dn.changes", "boolean", False, parse_bool, "On a key store reload."),
+    _def("ssl.allow.san.changes", "boolean", False, parse_bool, "On a key store reload."),
     _def("max.connections", "int", INT_MAX, _int(0), "Open connections in total."),
     _def("max.connections.per.ip", "int", INT_MAX, _int(0), "Open connections per address."),
     _def(
@@ -263,6 +374,9 @@ _BROKER_DEFS: list[ConfigDef] = [
     _def("log.cleaner.io.buffer.size", "int", 524_288, _int(0)),
     _def("log.cleaner.io.buffer.load.factor", "double", 0.9, _double()),
     _def("log.cleaner.io.max.bytes.per.second", "double", sys.float_info.max, _double()),
+    # Client quotas (broker.client_quota_manager): Kafka's sample windows.
+    _def("quota.window.num", "int", 11, _int(1)),
+    _def("quota.window.size.seconds", "int", 1, _int(1)),
     # KIP-113's quota on moving replicas between log dirs (replication.log_dir_mover).
     _def("replica.alter.log.dirs.io.max.bytes.per.second", "long", 2**63 - 1, _long(1)),
     # Replication.
@@ -361,6 +475,14 @@ _BROKER_DEFS: list[ConfigDef] = [
         "pybroker: also serve the request versions KIP-896 removed in Kafka 4.0 (as Kafka "
         "3.9 did: message format v0/v1, Produce v0-2, Fetch v0-3, ...); false = Kafka 4.1.",
     ),
+    _def(
+        "pybroker.http.listener",
+        "string",
+        "http://127.0.0.1:9644",
+        lambda key, raw: _http_listener(key, raw),
+        "pybroker: the HTTP endpoint (/metrics, /healthz, /readyz) as http://host:port; "
+        "empty = off.",
+    ),
 ]
 
 # Every broker key that supplies a topic default, with the topic key's type and validation.
@@ -392,11 +514,11 @@ KNOWN_KAFKA_KEYS: frozenset[str] = frozenset(
     """
     add.partitions.to.txn.retry.backoff.max.ms add.partitions.to.txn.retry.backoff.ms
     alter.config.policy.class.name alter.log.dirs.replication.quota.window.num
-    alter.log.dirs.replication.quota.window.size.seconds authorizer.class.name
+    alter.log.dirs.replication.quota.window.size.seconds
     auto.include.jmx.reporter broker.heartbeat.interval.ms broker.id.generation.enable
     broker.session.timeout.ms client.quota.callback.class compression.gzip.level
     compression.lz4.level compression.zstd.level
-    connections.max.reauth.ms control.plane.listener.name
+    control.plane.listener.name
     create.topic.policy.class.name delete.records.purgatory.purge.interval.requests
     early.start.listeners eligible.leader.replicas.enable
     fetch.purgatory.purge.interval.requests group.coordinator.append.linger.ms
@@ -409,10 +531,11 @@ KNOWN_KAFKA_KEYS: frozenset[str] = frozenset(
     metric.reporters metrics.num.samples metrics.recording.level metrics.sample.window.ms
     num.replica.alter.log.dirs.threads offsets.commit.required.acks
     offsets.topic.compression.codec principal.builder.class process.roles
-    producer.purgatory.purge.interval.requests quota.window.num
-    quota.window.size.seconds replication.quota.window.num
+    producer.purgatory.purge.interval.requests replication.quota.window.num
     replication.quota.window.size.seconds reserved.broker.max.id security.providers
-    share.fetch.purgatory.purge.interval.requests socket.connection.setup.timeout.max.ms
+    share.fetch.purgatory.purge.interval.requests ssl.engine.factory.class
+    ssl.keymanager.algorithm ssl.trustmanager.algorithm ssl.secure.random.implementation
+    ssl.provider socket.connection.setup.timeout.max.ms
     socket.connection.setup.timeout.ms telemetry.max.bytes
     transaction.partition.verification.enable unclean.leader.election.interval.ms
     unstable.api.versions.enable unstable.feature.versions.enable zookeeper.clientCnxnSocket
@@ -425,7 +548,6 @@ KNOWN_KAFKA_KEYS: frozenset[str] = frozenset(
 # effect here; prefixes are kept narrow so that typos of keys we use are still reported.
 KNOWN_KAFKA_PREFIXES: tuple[str, ...] = (
     "listener.name.",
-    "ssl.",
     "sasl.",
     "zookeeper.ssl.",
     "controller.quorum.",
@@ -435,7 +557,6 @@ KNOWN_KAFKA_PREFIXES: tuple[str, ...] = (
     "group.share.",
     "group.consumer.",
     "group.streams.",
-    "delegation.token.",
     "password.encoder.",
     "config.providers",
     "client.quota.",
@@ -955,7 +1076,7 @@ def _network(
                 "listeners",
                 listeners_raw,
                 f"listener {e.name} uses security protocol {e.security_protocol}, which pybroker "
-                "does not support yet (only PLAINTEXT is implemented)",
+                "does not support yet",
             )
     names = {e.name for e in listeners}
 

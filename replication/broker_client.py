@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl as ssl_module
 import struct
 from collections import deque
 from typing import Any
 
+from pybroker.config.jaas import SaslClientCredentials
 from pybroker.protocol.client_codec import decode_response, encode_request
 from pybroker.protocol.codec import FrameError
+from pybroker.replication.sasl_client import SaslClientError, authenticate
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,12 @@ class BrokerClient:
         client_id: str,
         *,
         connect_timeout: float = 10.0,
+        ssl: ssl_module.SSLContext | None = None,
+        sasl: SaslClientCredentials | None = None,
     ) -> None:
         self.host = host
+        self.ssl = ssl  # TLS to a peer's SSL/SASL_SSL inter-broker listener
+        self.sasl = sasl  # SASL to a peer's SASL_* inter-broker listener
         self.port = port
         self.client_id = client_id
         self.connect_timeout = connect_timeout
@@ -60,13 +67,34 @@ class BrokerClient:
                 raise BrokerUnavailable("client closed")
             try:
                 self._reader, self._writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), self.connect_timeout
+                    asyncio.open_connection(
+                        self.host,
+                        self.port,
+                        ssl=self.ssl,
+                        server_hostname=self.host if self.ssl is not None else None,
+                    ),
+                    self.connect_timeout,
                 )
             except (OSError, TimeoutError) as exc:
                 raise BrokerUnavailable(
                     f"cannot connect to {self.host}:{self.port}: {exc}"
                 ) from None
+            if self.sasl is not None:
+                await self._authenticate(self.sasl)
             self._read_task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    async def _authenticate(self, creds: SaslClientCredentials) -> None:
+        assert self._reader is not None and self._writer is not None
+        try:
+            await asyncio.wait_for(
+                authenticate(self._reader, self._writer, creds, self.client_id),
+                self.connect_timeout,
+            )
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, SaslClientError) as exc:
+            self._writer.close()
+            self._reader = self._writer = None
+            log.warning("SASL authentication to broker %s:%d failed: %s", self.host, self.port, exc)
+            raise BrokerUnavailable(f"SASL authentication failed: {exc}") from None
 
     async def request(self, api_key: int, version: int, body: Any, timeout: float) -> Any:
         """Send one request and wait (at most ``timeout`` s) for its decoded response body."""

@@ -47,6 +47,8 @@ class FetcherConfig:
     partition_max_bytes: int = 1024 * 1024  # replica.fetch.max.bytes
     backoff_ms: int = 1000  # replica.fetch.backoff.ms
     request_timeout_ms: int = 30_000  # replica.socket.timeout.ms
+    ssl: Any = None  # ssl.SSLContext when the inter-broker listener is SSL or SASL_SSL
+    sasl: Any = None  # config.jaas.SaslClientCredentials when it is SASL_*
 
     @classmethod
     def from_broker(cls, config: Any) -> FetcherConfig:
@@ -385,7 +387,13 @@ class ReplicaFetcherManager:
             del self.fetchers[leader_id]
             entry = None
         if entry is None:
-            client = BrokerClient(endpoint[0], endpoint[1], f"replica-fetcher-{self.local_id}")
+            client = BrokerClient(
+                endpoint[0],
+                endpoint[1],
+                f"replica-fetcher-{self.local_id}",
+                ssl=self.config.ssl,
+                sasl=self.config.sasl,
+            )
             fetcher = ReplicaFetcher(
                 self.local_id, leader_id, client, self.config, self.on_appended
             )

@@ -33,6 +33,7 @@ from pybroker.replication.metadata import ClusterImage, PartitionState
 from pybroker.replication.partition import LeaderAndIsr, Partition, check_epoch
 from pybroker.replication.replica_selector import ReplicaView, candidate_views
 from pybroker.replication.replica_selector import preferred_read_replica as choose_read_replica
+from pybroker.replication.topic_stats import BrokerTopicStats
 from pybroker.storage.log import AppendInfo, Log, wall_ms
 from pybroker.storage.log_manager import LogManager
 
@@ -89,6 +90,8 @@ class ReplicaManager:
         self._isr_tasks: set[asyncio.Task[None]] = set()
         # Partitions whose log dir failed (KAFKA_STORAGE_ERROR), see log_dir_events.
         self.offline = OfflineReplicas()
+        # Messages/bytes per topic and ISR changes, read by the /metrics collectors.
+        self.topic_stats = BrokerTopicStats()
 
     def add_append_listener(self, listener: AppendListener) -> None:
         """Called when a partition's readable data grows (append or HW move)."""
@@ -319,6 +322,7 @@ class ReplicaManager:
         )
         part.maybe_increment_hw(self.clock(), self.replica_lag_time_max_ms)
         self._notify(topic, partition)
+        self.topic_stats.record_append(topic, info.last_offset - info.base_offset + 1, len(payload))
         return lg, info
 
     async def wait_for_commit(
@@ -409,17 +413,22 @@ class ReplicaManager:
             list(state.isr),
             list(isr),
         )
-        task = asyncio.get_running_loop().create_task(self._write_isr(part, proposed))
+        task = asyncio.get_running_loop().create_task(self._write_isr(part, proposed, why))
         self._isr_tasks.add(task)
         task.add_done_callback(self._isr_tasks.discard)
 
-    async def _write_isr(self, part: Partition, proposed: LeaderAndIsr) -> None:
+    async def _write_isr(self, part: Partition, proposed: LeaderAndIsr, why: str) -> None:
         assert self.isr_writer is not None
         try:
             stored = await self.isr_writer(part.topic, part.index, proposed)
         except Exception as exc:
             log.warning("ISR update of %s-%d failed: %s", part.topic, part.index, exc)
             stored = None
+        if stored is not None:  # Kafka marks IsrShrinks/IsrExpands once the change is written
+            if why == "shrink":
+                self.topic_stats.isr_shrinks += 1
+            else:
+                self.topic_stats.isr_expands += 1
         if self.partitions.get((part.topic, part.index)) is not part:
             return
         if stored is None:

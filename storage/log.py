@@ -55,6 +55,7 @@ from pybroker.storage.errors import (
 )
 from pybroker.storage.file_slice import FileSlice
 from pybroker.storage.fileio import fsync_dir
+from pybroker.storage.flush_stats import LOG_FLUSH_STATS
 from pybroker.storage.handles import Handles, default_handles
 from pybroker.storage.producer_state import (
     DEFAULT_PRODUCER_ID_EXPIRATION_MS,
@@ -1162,10 +1163,12 @@ class Log:
                 segments = self._segments
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
             if end > rp:
+                started = time.perf_counter()
                 for i, seg in enumerate(segments):
                     upper = segments[i + 1].base_offset if i + 1 < len(segments) else None
                     if (upper is None or upper > rp) and seg.base_offset < end:
                         seg.fsync()
+                LOG_FLUSH_STATS.observe((time.perf_counter() - started) * 1000)
             if dir_dirty:
                 with contextlib.suppress(FileNotFoundError):
                     fsync_dir(self.dir)

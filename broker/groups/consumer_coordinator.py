@@ -163,6 +163,21 @@ class HeartbeatRequest:
     owned: OwnedPartitions | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ClassicJoin:
+    """A classic JoinGroup for a consumer group (the fields the consumer group uses)."""
+
+    member_id: str
+    instance_id: str | None
+    require_known_member_id: bool
+    client_id: str
+    client_host: str
+    rebalance_timeout_ms: int
+    session_timeout_ms: int
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+
+
 @dataclass(slots=True)
 class HeartbeatResult:
     error: ErrorCode = ErrorCode.none
@@ -1196,51 +1211,17 @@ class ConsumerGroupManager:
         coordinator.on_downgraded(classic, rebalance=joining is None)
 
     # =================================================================== classic APIs
-    def classic_join(
-        self,
-        group: ConsumerGroup,
-        member_id: str,
-        instance_id: str | None,
-        require_known_member_id: bool,
-        client_id: str,
-        client_host: str,
-        rebalance_timeout_ms: int,
-        session_timeout_ms: int,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-    ) -> JoinResult:
+    def classic_join(self, group: ConsumerGroup, r: ClassicJoin) -> JoinResult:
         """classicGroupJoinToConsumerGroup: a classic member joins (or rejoins) a non-empty
         consumer group. It is answered at once, with its epoch as the generation and no
         leader: its assignment comes from the consumer group through SyncGroup."""
         try:
-            return self._classic_join(
-                group,
-                member_id,
-                instance_id,
-                require_known_member_id,
-                client_id,
-                client_host,
-                rebalance_timeout_ms,
-                session_timeout_ms,
-                protocol_type,
-                protocols,
-            )
+            return self._classic_join(group, r)
         except KafkaError as exc:
-            return JoinResult(exc.code, member_id)
+            return JoinResult(exc.code, r.member_id)
 
-    def _classic_join(
-        self,
-        group: ConsumerGroup,
-        member_id: str,
-        instance_id: str | None,
-        require_known_member_id: bool,
-        client_id: str,
-        client_host: str,
-        rebalance_timeout_ms: int,
-        session_timeout_ms: int,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-    ) -> JoinResult:
+    def _classic_join(self, group: ConsumerGroup, r: ClassicJoin) -> JoinResult:
+        member_id, instance_id, protocols = r.member_id, r.instance_id, r.protocols
         gid = group.group_id
         unknown = member_id == ""
         if unknown:
@@ -1251,12 +1232,12 @@ class ConsumerGroupManager:
                 f"{self.config.max_size} members.",
                 ErrorCode.group_max_size_reached,
             )
-        if not group.supports_classic_protocols(protocol_type, {n for n, _ in protocols}):
+        if not group.supports_classic_protocols(r.protocol_type, {n for n, _ in protocols}):
             raise KafkaError(
                 f"Member {member_id}'s protocols are not supported.",
                 ErrorCode.inconsistent_group_protocol,
             )
-        if require_known_member_id and unknown:
+        if r.require_known_member_id and unknown:
             log.info(
                 "[GroupId %s] Dynamic member with unknown member id joins the consumer group. "
                 "Created a new member id %s and requesting the member to rejoin with this id.",
@@ -1287,12 +1268,14 @@ class ConsumerGroupManager:
             instance_id=instance_id if instance_id is not None else member.instance_id,
             rack_id=subscription.rack_id if subscription.rack_id is not None else member.rack_id,
             rebalance_timeout_ms=(
-                rebalance_timeout_ms if rebalance_timeout_ms != -1 else member.rebalance_timeout_ms
+                r.rebalance_timeout_ms
+                if r.rebalance_timeout_ms != -1
+                else member.rebalance_timeout_ms
             ),
             subscribed_topic_names=frozenset(subscription.topics),
-            client_id=client_id,
-            client_host=client_host,
-            classic=ClassicMemberMetadata(session_timeout_ms, tuple(protocols)),
+            client_id=r.client_id,
+            client_host=r.client_host,
+            classic=ClassicMemberMetadata(r.session_timeout_ms, tuple(protocols)),
         )
         reconciled, _ = self._advance(w, member, updated, owned, self.clock())
         replaced = group.static_members.get(instance_id) if instance_id is not None else None
@@ -1314,7 +1297,7 @@ class ConsumerGroupManager:
             self._cancel_timers(gid, replaced)
         self._cancel("join", gid, member_id)
         self.schedule_session_timeout(gid, member_id)
-        self._schedule_sync_timeout(gid, member_id, rebalance_timeout_ms)
+        self._schedule_sync_timeout(gid, member_id, r.rebalance_timeout_ms)
         return JoinResult(
             ErrorCode.none,
             reconciled.member_id,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pybroker.broker.groups.append_errors import map_append_error
-from pybroker.broker.groups.consumer_coordinator import ConsumerGroupManager
+from pybroker.broker.groups.consumer_coordinator import ClassicJoin, ConsumerGroupManager
 from pybroker.broker.groups.consumer_group import ConsumerGroup
 from pybroker.broker.groups.consumer_records import CONSUMER_RECORD_TYPES
 from pybroker.broker.groups.group import (
@@ -457,20 +457,18 @@ class GroupCoordinator:
         group = self.groups.get(group_id)
         if isinstance(group, ConsumerGroup) and not group.is_empty():
             # Classic members live on in a non-empty consumer group (online migration).
-            callback(
-                self.consumer.classic_join(
-                    group,
-                    member_id,
-                    group_instance_id,
-                    require_known_member_id,
-                    client_id,
-                    client_host,
-                    rebalance_timeout_ms,
-                    session_timeout_ms,
-                    protocol_type,
-                    protocols,
-                )
+            join = ClassicJoin(
+                member_id,
+                group_instance_id,
+                require_known_member_id,
+                client_id,
+                client_host,
+                rebalance_timeout_ms,
+                session_timeout_ms,
+                protocol_type,
+                protocols,
             )
+            callback(self.consumer.classic_join(group, join))
             return
         if isinstance(group, ConsumerGroup):
             # An empty consumer group gives way to a classic one.

@@ -20,6 +20,14 @@ from typing import Any
 
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import (
+    CLUSTER_NAME,
+    DEFAULT_MESSAGES,
+    AclOperation,
+    ResourceType,
+    authorize,
+)
+from pybroker.broker.tls import TlsConfigError, alter_dynamic_ssl, dynamic_ssl_listener
 from pybroker.config.broker_config import BROKER_CONFIGS, SYNONYMS, _render
 from pybroker.config.topic_config import TOPIC_CONFIGS, ConfigError, TopicConfig
 from pybroker.protocol.codec import build, response_type
@@ -345,10 +353,43 @@ def _describe_one(ctx: RequestContext, request: Any, resource: Any) -> dict[str,
     return out
 
 
+def config_refusal(
+    ctx: RequestContext, rtype: int, name: str, op: AclOperation
+) -> tuple[ErrorCode, str] | None:
+    """ConfigHelper / ControllerApis.authorizeAlterResource: broker, logger and client-metrics
+    configs need ``op`` on the cluster, topic and group configs on that topic or group."""
+    if rtype == RESOURCE_TOPIC:
+        target, code, kind = ResourceType.TOPIC, ErrorCode.topic_authorization_failed, "topic"
+    elif rtype == RESOURCE_GROUP:
+        target, code, kind = ResourceType.GROUP, ErrorCode.group_authorization_failed, "group"
+    elif rtype in (RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_CLIENT_METRICS):
+        target, code, kind = ResourceType.CLUSTER, ErrorCode.cluster_authorization_failed, "cluster"
+        name = CLUSTER_NAME
+    else:
+        return None
+    return None if authorize(ctx, op, target, name) else (code, DEFAULT_MESSAGES[kind])
+
+
 @api(32, "DescribeConfigs", 1, 4)
 async def handle_describe_configs(ctx: RequestContext, request: Any) -> Any:
-    results = [_describe_one(ctx, request, r) for r in request.resources]
-    return build(response_type(32, ctx.version), throttle_time=0, results=results)
+    results, refused = [], []
+    for r in request.resources:
+        rtype, name = int(r.resource_type), r.resource_name
+        refusal = config_refusal(ctx, rtype, name, AclOperation.DESCRIBE_CONFIGS)
+        if refusal is None:
+            results.append(_describe_one(ctx, request, r))
+            continue
+        code, message = refusal
+        refused.append(
+            dict(
+                error_code=code,
+                error_message=message,
+                resource_type=rtype,
+                resource_name=name,
+                configs=[],
+            )
+        )
+    return build(response_type(32, ctx.version), throttle_time=0, results=results + refused)
 
 
 # ------------------------------------------------------------------------------- alter
@@ -400,6 +441,28 @@ def _refuse_broker_change(ctx: RequestContext, name: str, changed: list[str]) ->
         )
 
 
+def _reload_tls(
+    ctx: RequestContext, name: str, updates: dict[str, str | None], validate_only: bool
+) -> bool:
+    """Kafka's dynamic ``listener.name.<l>.ssl.keystore.*`` / truststore updates on one
+    broker (certificate rotation without a restart); False: not only such keys."""
+    if not updates or not all(dynamic_ssl_listener(k) for k in updates):
+        return False
+    node_id = ctx.broker.node_id
+    if name == "":
+        raise _invalid_request(
+            "Cannot update these configs at default cluster level, broker id must be "
+            f"specified: Set({', '.join(sorted(updates))})"
+        )
+    if _broker_id(name, "Node id must be an integer, but it is: {name}") != node_id:
+        raise _invalid_request(f"Unexpected broker id, expected {node_id}, but received {name}")
+    try:
+        alter_dynamic_ssl(ctx.broker, updates, validate_only)
+    except TlsConfigError as exc:
+        raise KafkaError(str(exc), ErrorCode.invalid_config) from None
+    return True
+
+
 async def _commit_topic(
     ctx: RequestContext, name: str, new: dict[str, str], validate_only: bool
 ) -> None:
@@ -420,7 +483,8 @@ async def _alter_legacy(ctx: RequestContext, resource: Any, validate_only: bool)
         _topic_resource_name(name)
         await _commit_topic(ctx, name, configs, validate_only)
     elif rtype == RESOURCE_BROKER:
-        _refuse_broker_change(ctx, name, list(configs))
+        if not _reload_tls(ctx, name, configs, validate_only):
+            _refuse_broker_change(ctx, name, list(configs))
     else:
         raise _invalid_request(f"Unknown resource type {rtype}")
 
@@ -512,7 +576,15 @@ async def _alter_incremental(ctx: RequestContext, resource: Any, validate_only: 
             if int(c.config_operation) not in _OP_NAMES:
                 raise _unknown_operation()
         changed = [c.name for c in resource.configs if int(c.config_operation) != OP_DELETE]
-        _refuse_broker_change(ctx, name, changed)
+        updates = {
+            c.name: None if int(c.config_operation) == OP_DELETE else c.value
+            for c in resource.configs
+            if int(c.config_operation) in (OP_SET, OP_DELETE)
+        }
+        if len(updates) != len(resource.configs) or not _reload_tls(
+            ctx, name, updates, validate_only
+        ):
+            _refuse_broker_change(ctx, name, changed)
     elif rtype == RESOURCE_BROKER_LOGGER:
         _set_logger_levels(ctx, resource, validate_only)
     else:
@@ -530,6 +602,15 @@ async def _alter_all(ctx: RequestContext, request: Any, incremental: bool) -> li
             resource_type=int(resource.resource_type),
             resource_name=resource.resource_name,
         )
+        refusal = None
+        if i not in errors:
+            refusal = config_refusal(
+                ctx, int(resource.resource_type), resource.resource_name, AclOperation.ALTER_CONFIGS
+            )
+        if refusal is not None:
+            out.update(error_code=refusal[0], error_message=refusal[1])
+            responses.append(out)
+            continue
         try:
             if i in errors:
                 raise errors[i]

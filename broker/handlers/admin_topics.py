@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from pybroker.broker.client_quota_manager import charge_mutation
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.admin_configs import (
     check_topic_overrides,
@@ -25,6 +26,14 @@ from pybroker.broker.handlers.admin_configs import (
     topic_config_entries,
 )
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import (
+    CLUSTER_NAME,
+    AclOperation,
+    ResourceType,
+    authorize,
+    authorized,
+    authorized_operations,
+)
 from pybroker.protocol.codec import ZERO_UUID, build, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
 
@@ -34,7 +43,6 @@ AUTHORIZED_OPS_NOT_REQUESTED = -(2**31)
 # AclOperation codes Kafka supports on the CLUSTER resource (CREATE, ALTER, DESCRIBE,
 # CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE); without an authorizer
 # every one of them is allowed.
-CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 # Kafka's ReplicationControlManager.MAX_PARTITIONS_PER_BATCH for one CreateTopics request.
 MAX_PARTITIONS_PER_REQUEST = 10_000
 ENDPOINT_BROKERS = 1
@@ -150,6 +158,7 @@ async def _create_one(ctx: RequestContext, topic: Any, validate_only: bool) -> d
     configs = {c.name: c.value for c in topic.configs}
     check_topic_overrides(configs)
     partitions, replication, manual = _resolve_layout(ctx, topic)
+    charge_mutation(ctx, partitions)  # controller_mutation_rate (KIP-599)
     info = await controller.create_topic(
         name, partitions, replication, configs, validate_only, assignment=manual
     )
@@ -203,6 +212,18 @@ async def handle_create_topics(ctx: RequestContext, request: Any) -> Any:
         return build(response_type(19, ctx.version), throttle_time=0, topics=errors)
     results: list[dict[str, Any]] = []
     reported: set[str] = set()
+    # ControllerApis.createTopics: CREATE on the cluster or on each topic (refused topics are
+    # answered last); a topic without DESCRIBE_CONFIGS is created but its configs withheld.
+    unique_names = [t.name for t in unique]
+    creatable = set(unique_names)
+    if not authorize(ctx, AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME):
+        creatable = authorized(ctx, AclOperation.CREATE, ResourceType.TOPIC, unique_names)
+    describable = authorized(ctx, AclOperation.DESCRIBE_CONFIGS, ResourceType.TOPIC, unique_names)
+    refused = [
+        _topic_error(n, ErrorCode.topic_authorization_failed, "Authorization failed.")
+        for n in unique_names
+        if n not in creatable
+    ]
     for topic in request.topics:
         name = topic.name
         if counts[name] > 1:
@@ -212,14 +233,23 @@ async def handle_create_topics(ctx: RequestContext, request: Any) -> Any:
                     _topic_error(name, ErrorCode.invalid_request, "Duplicate topic name.")
                 )
             continue
+        if name not in creatable:
+            continue
         try:
             results.append(await _create_one(ctx, topic, validate_only))
+            if name not in describable:
+                results[-1].update(
+                    topic_config_error_code=ErrorCode.topic_authorization_failed,
+                    num_partitions=-1,
+                    replication_factor=-1,
+                    configs=[],
+                )
         except KafkaError as exc:
             results.append(_topic_error(name, exc.code, error_message(exc)))
         except Exception:
             log.exception("CreateTopics failed for %r", name)
             results.append(_topic_error(name, ErrorCode.unknown_server_error, None))
-    return build(response_type(19, ctx.version), throttle_time=0, topics=results)
+    return build(response_type(19, ctx.version), throttle_time=0, topics=results + refused)
 
 
 def _topic_error(name: str, code: ErrorCode, message: str | None) -> dict[str, Any]:
@@ -248,6 +278,7 @@ def _no_id(topic_id: Any) -> bool:
 
 
 _UNKNOWN_MESSAGE = "This server does not host this topic-partition."
+_REFUSED_MESSAGE = "Topic authorization failed."
 _UNKNOWN_ID_MESSAGE = "This server does not host this topic ID."
 
 
@@ -278,6 +309,14 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
     ids = Counter(i for n, i in wanted if n is None and not _no_id(i))
     image = broker.image
     by_name_ids = {image.topics[n].topic_id for n in names if names[n] == 1 and n in image.topics}
+    # ControllerApis.deleteTopics: DELETE on the cluster, or DESCRIBE and DELETE per topic;
+    # a topic named by id that may not be described is not named in the answer either.
+    checked = list(names) + [i.name for t in ids if (i := image.topic_by_id(t)) is not None]
+    describable = deletable = set(checked)
+    if not authorize(ctx, AclOperation.DELETE, ResourceType.CLUSTER, CLUSTER_NAME):
+        describable = authorized(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, checked)
+        deletable = authorized(ctx, AclOperation.DELETE, ResourceType.TOPIC, checked)
+    refused = ErrorCode.topic_authorization_failed
     reported: set[Any] = set()
     to_delete: list[tuple[str, uuid.UUID]] = []
     for name, topic_id in wanted:
@@ -303,6 +342,9 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
                 if info is None:
                     # The controller's ApiError carries Errors.message() (v5+ shows it).
                     result(None, topic_id, ErrorCode.unknown_topic_id, _UNKNOWN_ID_MESSAGE)
+                elif info.name not in deletable:
+                    shown = info.name if info.name in describable else None
+                    result(shown, topic_id, refused, _REFUSED_MESSAGE)
                 else:
                     to_delete.append((info.name, info.topic_id))
         elif not _no_id(topic_id):
@@ -316,10 +358,14 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
             if name not in reported:
                 reported.add(name)
                 result(name, ZERO_UUID, ErrorCode.invalid_request, "Duplicate topic name.")
+        elif name not in describable:
+            result(name, ZERO_UUID, refused, _REFUSED_MESSAGE)
         else:
             info = image.topics.get(name)
             if info is None:
                 result(name, ZERO_UUID, ErrorCode.unknown_topic_or_partition, _UNKNOWN_MESSAGE)
+            elif name not in deletable:
+                result(name, ZERO_UUID, refused, _REFUSED_MESSAGE)
             elif ids[info.topic_id] > 0:
                 result(
                     name,
@@ -333,6 +379,7 @@ async def handle_delete_topics(ctx: RequestContext, request: Any) -> Any:
     assert broker.controller is not None
     for name, topic_id in to_delete:
         try:
+            charge_mutation(ctx, len(getattr(image.topics.get(name), "partitions", ())))  # KIP-599
             await broker.controller.delete_topic(name)
             log.info("Deleted topic %s (id %s) for client %s", name, topic_id, ctx.client_id)
             result(name, topic_id, ErrorCode.none, None)
@@ -368,6 +415,7 @@ async def _create_partitions_one(ctx: RequestContext, topic: Any, validate_only:
             ids = [int(b) for b in a.broker_ids]
             validate_manual_assignment(ctx, ids, replication)
             manual.append(ids)
+    charge_mutation(ctx, count - len(ctx.broker.image.topics[name].partitions))  # KIP-599
     if not validate_only:
         await controller.create_partitions(name, count, assignment=manual)
         log.info("Topic %s now has %d partitions (client %s)", name, count, ctx.client_id)
@@ -379,9 +427,19 @@ async def handle_create_partitions(ctx: RequestContext, request: Any) -> Any:
     counts = Counter(t.name for t in request.topics)
     results: list[dict[str, Any]] = []
     reported: set[str] = set()
+    # ControllerApis.createPartitions: ALTER on each topic; refused ones answered first.
+    single = [n for n in counts if counts[n] == 1]
+    alterable = authorized(ctx, AclOperation.ALTER, ResourceType.TOPIC, single)
+    refused = [
+        dict(name=n, error_code=ErrorCode.topic_authorization_failed, error_message=None)
+        for n in single
+        if n not in alterable
+    ]
     for topic in request.topics:
         name = topic.name
         out = dict(name=name, error_code=ErrorCode.none, error_message=None)
+        if counts[name] == 1 and name not in alterable:
+            continue
         if counts[name] > 1:
             if name in reported:
                 continue
@@ -396,7 +454,7 @@ async def handle_create_partitions(ctx: RequestContext, request: Any) -> Any:
                 log.exception("CreatePartitions failed for %r", name)
                 out.update(error_code=ErrorCode.unknown_server_error)
         results.append(out)
-    return build(response_type(37, ctx.version), throttle_time=0, results=results)
+    return build(response_type(37, ctx.version), throttle_time=0, results=refused + results)
 
 
 # ---------------------------------------------------------------------- DescribeCluster
@@ -433,11 +491,13 @@ async def handle_describe_cluster(ctx: RequestContext, request: Any) -> Any:
         dict(broker_id=b.node_id, host=b.host, port=b.port, rack=b.rack, is_fenced=False)
         for b in sorted(image.brokers_on(ctx.listener).values(), key=lambda b: b.node_id)
     ]
-    ops = (
-        CLUSTER_OPERATIONS
-        if request.include_cluster_authorized_operations
-        else AUTHORIZED_OPS_NOT_REQUESTED
-    )
+    ops = AUTHORIZED_OPS_NOT_REQUESTED
+    if request.include_cluster_authorized_operations:
+        ops = (
+            authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME)
+            if authorize(ctx, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME)
+            else 0
+        )
     return build(
         cls,
         throttle_time=0,

@@ -1,11 +1,14 @@
 """Importing this module registers every API handler with the registry."""
 
 from pybroker.broker.handlers import (  # noqa: F401
+    acls,
     admin_configs,
     admin_topics,
     alter_replica_log_dirs,
     api_versions,
+    client_quotas,
     consumer_groups,
+    delegation_tokens,
     delete_records,
     describe_topic_partitions,
     elect_leaders,
@@ -18,5 +21,7 @@ from pybroker.broker.handlers import (  # noqa: F401
     offsets,
     produce,
     reassignments,
+    sasl,
+    scram_credentials,
     txn,
 )

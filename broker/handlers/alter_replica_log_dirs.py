@@ -17,6 +17,7 @@ from typing import Any
 
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import CLUSTER_NAME, AclOperation, ResourceType, authorize
 from pybroker.protocol.codec import build, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
 
@@ -35,7 +36,13 @@ async def handle_alter_replica_log_dirs(ctx: RequestContext, request: Any) -> An
                 wanted[tp] = str(d.path)
     image = broker.image
     results: dict[str, list[dict[str, Any]]] = {}
+    # KafkaApis: ALTER on the cluster, else every partition CLUSTER_AUTHORIZATION_FAILED.
+    allowed = authorize(ctx, AclOperation.ALTER, ResourceType.CLUSTER, CLUSTER_NAME)
     for (topic, partition), path in wanted.items():
+        if not allowed:
+            code = ErrorCode.cluster_authorization_failed
+            results.setdefault(topic, []).append(dict(partition_index=partition, error_code=code))
+            continue
         try:
             exists = image.partition(topic, partition) is not None
             broker.log_dir_mover.alter(topic, partition, path, exists=exists)

@@ -17,11 +17,17 @@ from pybroker.broker.context import RequestContext
 from pybroker.broker.groups.consumer_coordinator import HeartbeatRequest
 from pybroker.broker.handlers.groups import (
     AUTHORIZED_OPS_NOT_REQUESTED,
-    GROUP_OPERATIONS,
     _client_host,
     coordinator_of,
 )
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import (
+    AclOperation,
+    ResourceType,
+    authorize,
+    authorized,
+    authorized_operations,
+)
 from pybroker.protocol.codec import build, millis, response_type
 from pybroker.protocol.errors import ErrorCode
 
@@ -29,6 +35,25 @@ from pybroker.protocol.errors import ErrorCode
 @api(68, "ConsumerGroupHeartbeat", 0, 1)
 @waits_for_commit()
 async def handle_consumer_group_heartbeat(ctx: RequestContext, request: Any) -> Any:
+    # KafkaApis: READ on the group; subscribed topic names must all be DESCRIBE-able.
+    refused = None
+    if not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        refused = ErrorCode.group_authorization_failed
+    elif request.subscribed_topic_names:
+        subscribed = set(request.subscribed_topic_names)
+        if authorized(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, subscribed) != subscribed:
+            refused = ErrorCode.topic_authorization_failed
+    if refused is not None:
+        return build(
+            response_type(68, ctx.version),
+            throttle_time=0,
+            error_code=refused,
+            error_message=None,
+            member_id=None,
+            member_epoch=0,
+            heartbeat_interval=0,
+            assignment=None,
+        )
     owned = None
     if request.topic_partitions is not None:
         owned = [(tp.topic_id, [int(p) for p in tp.partitions]) for tp in request.topic_partitions]
@@ -70,11 +95,60 @@ async def handle_consumer_group_heartbeat(ctx: RequestContext, request: Any) -> 
     )
 
 
+HIDDEN_TOPICS_MESSAGE = (
+    "The group has described topic(s) that the client is not authorized to describe."
+)
+
+
+def refused_entry(group_id: str) -> dict[str, Any]:
+    """A DescribedGroup carrying only its id and GROUP_AUTHORIZATION_FAILED."""
+    return dict(
+        error_code=ErrorCode.group_authorization_failed,
+        error_message=None,
+        group_id=group_id,
+        group_state="",
+        group_epoch=0,
+        assignment_epoch=0,
+        assignor_name="",
+        members=[],
+        authorized_operations=AUTHORIZED_OPS_NOT_REQUESTED,
+    )
+
+
+def _member_topics(group: dict[str, Any]) -> set[str]:
+    """Topics a described group names: subscriptions, assignments and target assignments."""
+    names: set[str] = set()
+    for m in group.get("members", ()):
+        names.update(m.get("subscribed_topic_names") or ())
+        for key in ("assignment", "target_assignment"):
+            names.update(tp["topic_name"] for tp in (m.get(key) or {}).get("topic_partitions", ()))
+    return names
+
+
 @api(69, "ConsumerGroupDescribe", 0, 1)
 async def handle_consumer_group_describe(ctx: RequestContext, request: Any) -> Any:
-    groups = coordinator_of(ctx).consumer.describe(list(request.group_ids))
+    # KafkaApis: DESCRIBE on each group; refused groups come first in the response.
+    ids = list(request.group_ids)
+    allowed = authorized(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, ids)
+    refused = [refused_entry(g) for g in ids if g not in allowed]
+    groups = coordinator_of(ctx).consumer.describe([g for g in ids if g in allowed])
+    # Kafka 4.1: a group whose members name a topic the principal may not DESCRIBE is
+    # answered TOPIC_AUTHORIZATION_FAILED instead of being described.
+    named = {g["group_id"]: _member_topics(g) for g in groups}
+    visible = authorized(
+        ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, {t for ts in named.values() for t in ts}
+    )
+    for i, group in enumerate(groups):
+        if not named[group["group_id"]] <= visible:
+            groups[i] = dict(
+                refused_entry(group["group_id"]),
+                error_code=ErrorCode.topic_authorization_failed,
+                error_message=HIDDEN_TOPICS_MESSAGE,
+            )
     for group in groups:
         group.setdefault("authorized_operations", AUTHORIZED_OPS_NOT_REQUESTED)
         if request.include_authorized_operations and group["error_code"] == ErrorCode.none:
-            group["authorized_operations"] = GROUP_OPERATIONS
-    return build(response_type(69, ctx.version), throttle_time=0, groups=groups)
+            group["authorized_operations"] = authorized_operations(
+                ctx, ResourceType.GROUP, group["group_id"]
+            )
+    return build(response_type(69, ctx.version), throttle_time=0, groups=refused + groups)

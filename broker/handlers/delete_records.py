@@ -15,6 +15,7 @@ from typing import Any
 
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import AclOperation, ResourceType, authorized
 from pybroker.protocol.codec import build, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
 
@@ -52,8 +53,23 @@ def _delete(ctx: RequestContext, topic: str, p: Any) -> dict[str, Any]:
 
 @api(21, "DeleteRecords", 0, 2)
 async def handle_delete_records(ctx: RequestContext, request: Any) -> Any:
+    # KafkaApis: DELETE on each topic.
+    allowed = authorized(
+        ctx, AclOperation.DELETE, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
+    refused = ErrorCode.topic_authorization_failed
     topics = [
-        dict(name=t.name, partitions=[_delete(ctx, t.name, p) for p in t.partitions])
+        dict(
+            name=t.name,
+            partitions=[
+                _delete(ctx, t.name, p)
+                if t.name in allowed
+                else dict(
+                    partition_index=int(p.partition_index), low_watermark=-1, error_code=refused
+                )
+                for p in t.partitions
+            ],
+        )
         for t in request.topics
     ]
     return build(response_type(21, ctx.version), throttle_time=0, topics=topics)

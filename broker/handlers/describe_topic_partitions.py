@@ -25,6 +25,12 @@ from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.metadata import AUTHORIZED_OPS_NOT_REQUESTED, TOPIC_OPS_ALL
 from pybroker.broker.handlers.registry import api
 from pybroker.broker.log_dir_failures import add_offline_replicas
+from pybroker.broker.security.authz import (
+    AclOperation,
+    ResourceType,
+    authorized,
+    authorized_operations,
+)
 from pybroker.protocol.codec import ZERO_UUID, build, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
 from pybroker.replication.metadata import (
@@ -109,6 +115,19 @@ async def handle_describe_topic_partitions(ctx: RequestContext, request: Any) ->
                 ],
                 next_cursor=None,
             )
+    # Kafka: topics the principal may not DESCRIBE are hidden from "all topics" and answered
+    # TOPIC_AUTHORIZATION_FAILED, after the page, when named.
+    visible = authorized(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
+    refused = [
+        dict(
+            _missing(n, ErrorCode.topic_authorization_failed),
+            is_internal=False,
+            topic_authorized_operations=AUTHORIZED_OPS_NOT_REQUESTED,
+        )
+        for n in sorted(names - visible)
+        if not list_all
+    ]
+    names = names & visible
     live = image.brokers_on(ctx.listener)
     # Kafka 4.1 answers a limit of 0 or below with one partition per page.
     remaining = max(
@@ -135,4 +154,6 @@ async def handle_describe_topic_partitions(ctx: RequestContext, request: Any) ->
             next_cursor = dict(topic_name=name, partition_index=upper)
             break
         remaining -= len(parts)
-    return build(cls, throttle_time=0, topics=topics, next_cursor=next_cursor)
+    for t in topics:
+        t["topic_authorized_operations"] = authorized_operations(ctx, ResourceType.TOPIC, t["name"])
+    return build(cls, throttle_time=0, topics=topics + refused, next_cursor=next_cursor)

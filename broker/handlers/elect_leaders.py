@@ -13,6 +13,13 @@ from typing import Any
 
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import (
+    CLUSTER_NAME,
+    AclOperation,
+    ResourceType,
+    authorize,
+    denied_message,
+)
 from pybroker.protocol.codec import build, response_type
 from pybroker.protocol.errors import ErrorCode
 
@@ -36,6 +43,18 @@ async def handle_elect_leaders(ctx: RequestContext, request: Any) -> Any:
                     seen.add(tp)
                     wanted.append(tp)
     response = response_type(43, ctx.version)
+    if not authorize(ctx, AclOperation.ALTER, ResourceType.CLUSTER, CLUSTER_NAME):
+        code = ErrorCode.cluster_authorization_failed
+        message = denied_message(ctx, AclOperation.ALTER)
+        return build(
+            response,
+            throttle_time=0,
+            error_code=code,
+            replica_election_results=[
+                {"topic": t, "partition_result": [_result(p, code, message)]}
+                for t, p in wanted or ()
+            ],
+        )
     if election_type not in ELECTION_TYPES:
         message = f"Unknown election type {election_type}"
         results = [

@@ -1,8 +1,8 @@
 """Fetch (key 1): read record slices up to the high watermark, long-poll in the purgatory.
 
-Sessionless (KIP-227 allows it): every response carries session id 0, so clients keep
-sending full fetch requests; an incremental request for a session we never created gets
-FETCH_SESSION_ID_NOT_FOUND. Records travel as FileSlices to os.sendfile.
+Incremental fetch sessions (KIP-227, broker/fetch_sessions.py): a full fetch at epoch 0
+opens a session; incremental fetches name only what changed and are answered only what
+changed. Records travel as FileSlices to os.sendfile.
 
 Isolation (KIP-98): every partition answers its last stable offset. A read_committed
 fetch reads nothing at or beyond the LSO and carries the aborted transactions that
@@ -19,10 +19,15 @@ versions have no isolation level), zstd answered UNSUPPORTED_COMPRESSION_TYPE
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from pybroker.broker.context import RequestContext
+from pybroker.broker.fetch_sessions import FetchContext, Key, PartitionRequest
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.request_metrics import record_fetch, remote
+from pybroker.broker.security.authz import CLUSTER_NAME as CLUSTER
+from pybroker.broker.security.authz import AclOperation, ResourceType, authorize, authorized
 from pybroker.protocol.codec import ZERO_UUID, millis
 from pybroker.protocol.errors import ErrorCode, KafkaError
 from pybroker.protocol.fetch_encoder import (
@@ -99,8 +104,84 @@ def _fetch_data(request: Any, v: int) -> list[tuple[Any, list[Any]]]:
     return groups
 
 
-def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int, list]:
-    """One pass over the requested partitions: (topics, bytes found, partition keys)."""
+@dataclass(frozen=True, slots=True)
+class _TopicRef:
+    """A topic of a session's partition list, shaped as a request's topic entry."""
+
+    topic: str
+    topic_id: Any
+
+
+def _session_data(
+    ctx: RequestContext, request: Any
+) -> tuple[list[tuple[Key, str | None, PartitionRequest]], list[Key]]:
+    """The request's partitions (as _fetch_data sees them) and forgotten partitions,
+    keyed by topic id from v13 and by name before."""
+    v = ctx.version
+    image = ctx.broker.image
+    data = []
+    for t, partitions in _fetch_data(request, v):
+        if v >= 13:
+            info = image.topic_by_id(t.topic_id) if t.topic_id not in (None, ZERO_UUID) else None
+            topic_key, name = t.topic_id, info.name if info is not None else None
+        else:
+            topic_key, name = t.topic, t.topic
+        for p in partitions:
+            req = PartitionRequest(
+                int(p.partition),
+                int(p.fetch_offset),
+                int(p.partition_max_bytes),
+                int(p.current_leader_epoch) if v >= 9 else -1,
+                int(p.log_start_offset) if v >= 5 else -1,
+                int(p.last_fetched_epoch) if v >= 12 else -1,
+            )
+            data.append(((topic_key, req.partition), name, req))
+    forget: list[Key] = []
+    for f in request.forgotten_topics_data or ():
+        topic_key = f.topic_id if v >= 13 else f.topic
+        forget.extend((topic_key, int(p)) for p in f.partitions)
+    return data, forget
+
+
+def _groups(
+    partitions: list[tuple[Key, str | None, PartitionRequest]],
+) -> list[tuple[Any, list[Any]]]:
+    """A session's partitions as _read_all reads a request: consecutive ones by topic."""
+    groups: list[tuple[Any, list[Any]]] = []
+    last: Any = object()
+    for (topic_key, _), name, req in partitions:
+        if topic_key != last:
+            groups.append((_TopicRef(name or "", topic_key), []))
+            last = topic_key
+        groups[-1][1].append(req)
+    return groups
+
+
+def _answers(topics: list[FetchTopic], v: int) -> list[tuple[Key, FetchPartition, FetchTopic]]:
+    return [
+        ((t.topic_id if v >= 13 else t.name, p.partition), p, t)
+        for t in topics
+        for p in t.partitions
+    ]
+
+
+def _regroup(answers: list[tuple[Key, Any]], topic_of: dict[Key, FetchTopic]) -> list[FetchTopic]:
+    """Partition answers back into topics (consecutive partitions of a topic together)."""
+    out: list[FetchTopic] = []
+    for key, fp in answers:
+        t = topic_of[key]
+        if out and out[-1].topic_id == t.topic_id and out[-1].name == t.name:
+            out[-1].partitions.append(fp)
+        else:
+            out.append(FetchTopic(t.name, t.topic_id, [fp]))
+    return out
+
+
+def _read_all(
+    ctx: RequestContext, request: Any, groups: list[tuple[Any, list[Any]]] | None = None
+) -> tuple[list[FetchTopic], int, list]:
+    """One pass over the requested partitions (or a session's): (topics, bytes found,
+    partition keys)."""
     broker = ctx.broker
     image = broker.image
     rm = broker.replica_manager
@@ -108,6 +189,9 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
     budget = int(request.max_bytes) if v >= 3 else 2**31 - 1
     replica_id = fetch_replica_id(request, v)
     follower = replica_id >= 0
+    quotas = getattr(broker, "client_quotas", None)
+    if quotas is not None and quotas.active and not follower:  # no more than a quota window
+        budget = min(budget, quotas.max_fetch_bytes(ctx.principal, ctx.client_id))
     # Followers and Kafka's debugging replica id read to the log end, isolation ignored.
     to_log_end = replica_id != CONSUMER_REPLICA_ID
     committed = request.isolation_level == READ_COMMITTED and not to_log_end
@@ -122,7 +206,19 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
     total = 0
     keys = []
     topics: list[FetchTopic] = []
-    for t, partitions in _fetch_data(request, v):
+    if groups is None:
+        groups = _fetch_data(request, v)
+    # KafkaApis: a follower needs CLUSTER_ACTION on the cluster, a consumer READ per topic.
+    all_denied = False
+    readable: set[str] = set()
+    if follower:
+        all_denied = not authorize(ctx, AclOperation.CLUSTER_ACTION, ResourceType.CLUSTER, CLUSTER)
+    else:
+        names = (t.topic for t, _ in groups if v < 13)
+        if v >= 13:
+            names = (i.name for t, _ in groups if (i := image.topic_by_id(t.topic_id)))
+        readable = authorized(ctx, AclOperation.READ, ResourceType.TOPIC, names)
+    for t, partitions in groups:
         if v >= 13:
             info = image.topic_by_id(t.topic_id) if t.topic_id not in (None, ZERO_UUID) else None
             name = info.name if info else ""
@@ -136,6 +232,11 @@ def _read_all(ctx: RequestContext, request: Any) -> tuple[list[FetchTopic], int,
             index = int(p.partition)
             fp = FetchPartition(index)
             out.append(fp)
+            denied = all_denied if follower else name not in readable
+            if denied and (info is not None or v < 13):
+                fp.error_code = ErrorCode.topic_authorization_failed
+                fp.aborted_transactions = []
+                continue
             if info is None:
                 # FetchResponse.partitionResponse: aborted transactions [] (not null).
                 fp.error_code = unknown
@@ -227,10 +328,23 @@ def _down_convert(request: Any, topics: list[FetchTopic], version: int) -> None:
 @api(1, "Fetch", 4, 18)
 async def handle_fetch(ctx: RequestContext, request: Any) -> EncodedResponse:
     v = ctx.version
-    if v >= 7 and (request.session_id != 0 or request.session_epoch > 0):
-        return encode_fetch_response(
-            v, [], error_code=ErrorCode.fetch_session_id_not_found, session_id=0
+    session: FetchContext | None = None
+    groups = None
+    if v >= 7:
+        data, forget = _session_data(ctx, request)
+        image = ctx.broker.image
+        session = ctx.broker.fetch_sessions.new_context(
+            v,
+            int(request.session_id),
+            int(request.session_epoch),
+            fetch_replica_id(request, v) >= 0,
+            data,
+            forget,
+            lambda topic_id: i.name if (i := image.topic_by_id(topic_id)) else None,
         )
+        if session.kind == "error":
+            return encode_fetch_response(v, [], error_code=session.error, session_id=0)
+        groups = _groups(session.partitions())
     if request.isolation_level not in (READ_UNCOMMITTED, READ_COMMITTED) and _has_known_partition(
         ctx, request
     ):
@@ -242,12 +356,23 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> EncodedResponse:
     deadline = time.monotonic() + max_wait
     purgatory = ctx.broker.purgatory
     while True:
-        topics, total, keys = _read_all(ctx, request)
+        topics, total, keys = _read_all(ctx, request, groups)
         errors = any(p.error_code for t in topics for p in t.partitions)
         remaining = deadline - time.monotonic()
         if total >= min_bytes or errors or remaining <= 0 or ctx.broker.stopping:
             break
-        await purgatory.wait(keys, remaining)
+        await remote(purgatory.wait(keys, remaining))
     if v < 4:
         _down_convert(request, topics, v)
-    return encode_fetch_response(v, topics, session_id=0)
+    stats = ctx.broker.replica_manager.topic_stats
+    record_fetch(stats, fetch_replica_id(request, v) >= 0, topics)
+    session_id = 0
+    if session is not None:
+        answers = _answers(topics, v)
+        topic_of = {key: t for key, _, t in answers}
+        session_id, sent = ctx.broker.fetch_sessions.respond(
+            session, [(key, fp) for key, fp, _ in answers]
+        )
+        if session.kind == "incremental":
+            topics = _regroup(sent, topic_of)
+    return encode_fetch_response(v, topics, session_id=session_id)

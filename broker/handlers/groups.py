@@ -20,6 +20,14 @@ from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, GroupCoordinator
 from pybroker.broker.groups.group import GroupState, JoinResult, SyncResult
 from pybroker.broker.groups.store import create_offsets_topic
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import (
+    CLUSTER_NAME,
+    AclOperation,
+    ResourceType,
+    authorize,
+    authorized,
+    authorized_operations,
+)
 from pybroker.broker.txn.coordinator import TXN_STATE_TOPIC
 from pybroker.broker.txn.store import create_txn_topic
 from pybroker.protocol.codec import build, millis, response_type
@@ -43,6 +51,8 @@ _MESSAGES = {
         "or the message was sent to an incompatible broker. See the broker logs for more "
         "details."
     ),
+    ErrorCode.group_authorization_failed: "Group authorization failed.",
+    ErrorCode.transactional_id_authorization_failed: "Transactional Id authorization failed.",
 }
 
 
@@ -56,6 +66,15 @@ def coordinator_of(ctx: RequestContext) -> GroupCoordinator:
 async def _find(ctx: RequestContext, key_type: int, key: str) -> tuple[ErrorCode, int, str, int]:
     """Kafka's getCoordinator: (error, node id, host, port)."""
     no_node = (-1, "", -1)
+    # KafkaApis.getCoordinator: DESCRIBE on the group or transactional id, checked first.
+    if key_type == KEY_TYPE_GROUP and not authorize(
+        ctx, AclOperation.DESCRIBE, ResourceType.GROUP, key
+    ):
+        return (ErrorCode.group_authorization_failed, *no_node)
+    if key_type == KEY_TYPE_TRANSACTION and not authorize(
+        ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key
+    ):
+        return (ErrorCode.transactional_id_authorization_failed, *no_node)
     if key_type == KEY_TYPE_GROUP:
         broker = ctx.broker
         info = broker.image.topics.get(OFFSETS_TOPIC)
@@ -126,10 +145,18 @@ async def handle_find_coordinator(ctx: RequestContext, request: Any) -> Any:
     return build(cls, throttle_time=0, coordinators=coordinators)
 
 
+# Batched (v4+) answers Kafka 4.1 sends without a message.
+_SILENT = (
+    ErrorCode.none,
+    ErrorCode.group_authorization_failed,
+    ErrorCode.transactional_id_authorization_failed,
+)
+
+
 def _batched_message(error: ErrorCode, key_type: int) -> str:
     """v4+ messages as Kafka 4.1 sends them: none on success, and none for the share key
     type it rejects while share groups are off; otherwise Errors.message()."""
-    if error == ErrorCode.none or key_type == KEY_TYPE_SHARE:
+    if error in _SILENT or key_type == KEY_TYPE_SHARE:
         return ""
     return _MESSAGES.get(error, error.name)
 
@@ -140,6 +167,11 @@ def _batched_message(error: ErrorCode, key_type: int) -> str:
 def _client_host(ctx: RequestContext) -> str:
     host = ctx.peer.rsplit(":", 1)[0] if ":" in ctx.peer else ctx.peer
     return "/" + host.strip("[]")
+
+
+def _may_read_group(ctx: RequestContext, group_id: str) -> bool:
+    """KafkaApis: JoinGroup, SyncGroup, Heartbeat and LeaveGroup need READ on the group."""
+    return authorize(ctx, AclOperation.READ, ResourceType.GROUP, group_id)
 
 
 def _waiter() -> tuple[asyncio.Future[Any], Any]:
@@ -156,6 +188,18 @@ def _waiter() -> tuple[asyncio.Future[Any], Any]:
 @waits_for_commit()
 async def handle_join_group(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
+    if not _may_read_group(ctx, request.group_id):
+        return build(
+            response_type(11, v),
+            throttle_time=0,
+            error_code=ErrorCode.group_authorization_failed,
+            generation_id=-1,
+            protocol_type=None,
+            protocol_name=None if v >= 7 else "",
+            leader="",
+            member_id="",
+            members=[],
+        )
     session_timeout = millis(request.session_timeout)
     rebalance_timeout = millis(request.rebalance_timeout) if v >= 1 else session_timeout
     instance_id = getattr(request, "group_instance_id", None)
@@ -206,6 +250,15 @@ async def handle_join_group(ctx: RequestContext, request: Any) -> Any:
 @waits_for_commit()
 async def handle_sync_group(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
+    if not _may_read_group(ctx, request.group_id):
+        return build(
+            response_type(14, v),
+            throttle_time=0,
+            error_code=ErrorCode.group_authorization_failed,
+            protocol_type=None,
+            protocol_name=None,
+            assignment=b"",
+        )
     assignments = {a.member_id: bytes(a.assignment) for a in request.assignments}
     fut, done = _waiter()
     coordinator_of(ctx).sync_group(
@@ -234,6 +287,9 @@ async def handle_sync_group(ctx: RequestContext, request: Any) -> Any:
 
 @api(12, "Heartbeat", 0, 4)
 async def handle_heartbeat(ctx: RequestContext, request: Any) -> Any:
+    if not _may_read_group(ctx, request.group_id):
+        error = ErrorCode.group_authorization_failed
+        return build(response_type(12, ctx.version), throttle_time=0, error_code=error)
     error = coordinator_of(ctx).heartbeat(
         request.group_id,
         request.member_id,
@@ -247,6 +303,9 @@ async def handle_heartbeat(ctx: RequestContext, request: Any) -> Any:
 @waits_for_commit()
 async def handle_leave_group(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
+    if not _may_read_group(ctx, request.group_id):
+        error = ErrorCode.group_authorization_failed
+        return build(response_type(13, v), throttle_time=0, error_code=error, members=[])
     if v < 3:
         leaving = [(request.member_id, None, None)]
     else:
@@ -277,6 +336,12 @@ async def handle_list_groups(ctx: RequestContext, request: Any) -> Any:
     error, groups = coordinator_of(ctx).list_groups(
         getattr(request, "states_filter", ()) or (), getattr(request, "types_filter", ()) or ()
     )
+    # KafkaApis: DESCRIBE on the cluster lists every group, otherwise those described.
+    if not authorize(ctx, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
+        allowed = authorized(
+            ctx, AclOperation.DESCRIBE, ResourceType.GROUP, (g.group_id for g in groups)
+        )
+        groups = [g for g in groups if g.group_id in allowed]
     return build(
         response_type(16, v),
         throttle_time=0,
@@ -297,13 +362,30 @@ async def handle_list_groups(ctx: RequestContext, request: Any) -> Any:
 async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
     coordinator = coordinator_of(ctx)
-    ops = (
-        GROUP_OPERATIONS
-        if v >= 3 and request.include_authorized_operations
-        else AUTHORIZED_OPS_NOT_REQUESTED
-    )
+    want_ops = v >= 3 and request.include_authorized_operations
     described = []
+    refused = []
     for group_id in request.groups:
+        # KafkaApis: DESCRIBE on each group; refused groups come first in the response.
+        if not authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+            refused.append(
+                dict(
+                    error_code=ErrorCode.group_authorization_failed,
+                    error_message=None,
+                    group_id=group_id,
+                    group_state="",
+                    protocol_type="",
+                    protocol_data="",
+                    members=[],
+                    authorized_operations=AUTHORIZED_OPS_NOT_REQUESTED,
+                )
+            )
+            continue
+        ops = (
+            authorized_operations(ctx, ResourceType.GROUP, group_id)
+            if want_ops
+            else AUTHORIZED_OPS_NOT_REQUESTED
+        )
         error, group = coordinator.describe_group(group_id)
         entry: dict[str, Any] = dict(
             error_code=error,
@@ -350,16 +432,22 @@ async def handle_describe_groups(ctx: RequestContext, request: Any) -> Any:
                 ],
             )
         described.append(entry)
-    return build(response_type(15, v), throttle_time=0, groups=described)
+    return build(response_type(15, v), throttle_time=0, groups=refused + described)
 
 
 @api(42, "DeleteGroups", 0, 2)
 @waits_for_commit()
 async def handle_delete_groups(ctx: RequestContext, request: Any) -> Any:
     unique = list(dict.fromkeys(request.groups_names))
-    results = coordinator_of(ctx).delete_groups(unique)
+    # KafkaApis: DELETE on each group; the refused ones are answered after the others.
+    allowed = authorized(ctx, AclOperation.DELETE, ResourceType.GROUP, unique)
+    results = coordinator_of(ctx).delete_groups([g for g in unique if g in allowed])
+    for g in unique:
+        if g not in allowed:
+            results[g] = ErrorCode.group_authorization_failed
+    order = [g for g in unique if g in allowed] + [g for g in unique if g not in allowed]
     return build(
         response_type(42, ctx.version),
         throttle_time=0,
-        results=[dict(group_id=g, error_code=results[g]) for g in unique],
+        results=[dict(group_id=g, error_code=results[g]) for g in order],
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import AclOperation, ResourceType, authorized
 from pybroker.protocol.codec import build, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
 
@@ -97,14 +98,33 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> Any:
         return build(cls, throttle_time=0, topics=topics)
     # ReplicaManager.fetchOffset keeps one status per topic-partition: a repeated
     # partition is answered once, INVALID_REQUEST; the response groups them by topic.
+    # KafkaApis: DESCRIBE on each topic; refused topics are answered after the others.
+    allowed = authorized(
+        ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
+    refused = [
+        dict(
+            name=t.name,
+            partitions=[
+                _error(int(p.partition_index), ErrorCode.topic_authorization_failed)
+                for p in t.partitions
+            ],
+        )
+        for t in request.topics
+        if t.name not in allowed
+    ]
     seen: set[tuple[str, int]] = set()
     duplicates: set[tuple[str, int]] = set()
     for t in request.topics:
+        if t.name not in allowed:
+            continue
         for p in t.partitions:
             tp = (t.name, int(p.partition_index))
             (duplicates if tp in seen else seen).add(tp)
     by_topic: dict[str, dict[int, dict[str, Any]]] = {}
     for t in request.topics:
+        if t.name not in allowed:
+            continue
         for p in t.partitions:
             index = int(p.partition_index)
             if (t.name, index) in duplicates:
@@ -115,4 +135,4 @@ async def handle_list_offsets(ctx: RequestContext, request: Any) -> Any:
                 answer = _lookup(ctx, request, t.name, p)
             by_topic.setdefault(t.name, {})[index] = answer
     topics = [dict(name=n, partitions=list(parts.values())) for n, parts in by_topic.items()]
-    return build(cls, throttle_time=0, topics=topics)
+    return build(cls, throttle_time=0, topics=topics + refused)

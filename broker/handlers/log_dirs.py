@@ -18,12 +18,20 @@ from typing import Any
 
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import CLUSTER_NAME, AclOperation, ResourceType, authorize
 from pybroker.protocol.codec import build, response_type
 from pybroker.protocol.errors import ErrorCode
 
 
 @api(35, "DescribeLogDirs", 1, 4)
 async def handle_describe_log_dirs(ctx: RequestContext, request: Any) -> Any:
+    if not authorize(ctx, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
+        return build(
+            response_type(35, ctx.version),
+            throttle_time=0,
+            error_code=ErrorCode.cluster_authorization_failed,
+            results=[],
+        )
     if request.topics is None:
         wanted = None
     else:

@@ -11,9 +11,22 @@ from pybroker.broker.groups.coordinator import OFFSETS_TOPIC
 from pybroker.broker.groups.store import create_offsets_topic
 from pybroker.broker.handlers.registry import api
 from pybroker.broker.log_dir_failures import add_offline_replicas
+from pybroker.broker.security.authz import (
+    CLUSTER_NAME,
+    AclOperation,
+    ResourceType,
+    authorize,
+    authorized,
+    authorized_operations,
+)
 from pybroker.protocol.codec import ZERO_UUID, build, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
-from pybroker.replication.metadata import ClusterImage, PartitionState, TopicInfo
+from pybroker.replication.metadata import (
+    INTERNAL_TOPICS,
+    ClusterImage,
+    PartitionState,
+    TopicInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +117,20 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
     allow_auto = v < 4 or bool(request.allow_auto_topic_creation)
     allow_auto = allow_auto and broker.config.auto_create_topics_enable
-    topic_ops = (
-        TOPIC_OPS_ALL
-        if v >= 8 and request.include_topic_authorized_operations
-        else AUTHORIZED_OPS_NOT_REQUESTED
-    )
-    cluster_ops = (
-        CLUSTER_OPS_ALL
-        if 8 <= v <= 10 and request.include_cluster_authorized_operations
-        else AUTHORIZED_OPS_NOT_REQUESTED
-    )
+    want_topic_ops = v >= 8 and request.include_topic_authorized_operations
+
+    def ops(name: str) -> int:
+        if not want_topic_ops:
+            return AUTHORIZED_OPS_NOT_REQUESTED
+        return authorized_operations(ctx, ResourceType.TOPIC, name)
+
+    cluster_ops = AUTHORIZED_OPS_NOT_REQUESTED
+    if 8 <= v <= 10 and request.include_cluster_authorized_operations:
+        cluster_ops = (
+            authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME)
+            if authorize(ctx, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME)
+            else 0
+        )
     topics: list[dict[str, Any]] = []
     requested = request.topics
     if (
@@ -139,9 +156,23 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
             ],
             cluster_authorized_operations=AUTHORIZED_OPS_NOT_REQUESTED,
         )
+    # KafkaApis: topics the principal may not DESCRIBE are left out of "all topics" and
+    # answered TOPIC_AUTHORIZATION_FAILED (after the others) when named; creating a missing
+    # topic needs CREATE on the cluster or on the topic.
+    refused: list[dict[str, Any]] = []
     if requested is None or (v == 0 and not requested):
-        topics = [topic_entry(t, image.brokers, topic_ops) for t in image.topics.values()]
+        visible = authorized(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, image.topics)
+        topics = [
+            topic_entry(t, image.brokers, ops(t.name))
+            for t in image.topics.values()
+            if t.name in visible
+        ]
     else:
+        wanted = [t.name for t in requested if t.name is not None]
+        for t in requested:
+            if t.name is None and t.topic_id and (info := image.topic_by_id(t.topic_id)):
+                wanted.append(info.name)
+        visible = authorized(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, wanted)
         seen: set[Any] = set()
         for t in requested:
             name = t.name
@@ -153,15 +184,29 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
             seen.add(key)
             if name is None:
                 info = image.topic_by_id(topic_id) if topic_id and topic_id != ZERO_UUID else None
+                if info is not None and info.name not in visible:
+                    refused.append(
+                        error_entry(None, ErrorCode.topic_authorization_failed, topic_id)
+                    )
+                    continue
                 topics.append(
-                    topic_entry(info, image.brokers, topic_ops)
+                    topic_entry(info, image.brokers, ops(info.name))
                     if info
                     else error_entry(None, ErrorCode.unknown_topic_id, topic_id)
                 )
                 continue
+            if name not in visible:
+                refused.append(error_entry(name, ErrorCode.topic_authorization_failed))
+                continue
             info = image.topics.get(name)
             if info is not None:
-                topics.append(topic_entry(info, image.brokers, topic_ops))
+                topics.append(topic_entry(info, image.brokers, ops(info.name)))
+            elif allow_auto and not (
+                authorize(ctx, AclOperation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME)
+                or authorize(ctx, AclOperation.CREATE, ResourceType.TOPIC, name)
+            ):
+                entry = error_entry(name, ErrorCode.topic_authorization_failed)
+                refused.insert(0, dict(entry, is_internal=name in INTERNAL_TOPICS))
             elif allow_auto:
                 entry = await auto_create(ctx, name)
                 if not entry["error_code"]:
@@ -176,6 +221,7 @@ async def handle_metadata(ctx: RequestContext, request: Any) -> Any:
                 image = broker.image
             else:
                 topics.append(error_entry(name, ErrorCode.unknown_topic_or_partition))
+    topics += refused
     add_offline_replicas(broker, topics)  # replicas on failed log dirs (KIP-112)
     return build(
         response_type(3, v),

@@ -14,6 +14,13 @@ from typing import Any
 
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import (
+    CLUSTER_NAME,
+    AclOperation,
+    ResourceType,
+    authorize,
+    authorized,
+)
 from pybroker.protocol.codec import build, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
 from pybroker.replication.partition import check_epoch
@@ -47,11 +54,29 @@ def _end_offset(ctx: RequestContext, replica_id: int, topic: str, p: Any) -> dic
 @api(23, "OffsetForLeaderEpoch", 2, 4)
 async def handle_offset_for_leader_epoch(ctx: RequestContext, request: Any) -> Any:
     replica_id = int(getattr(request, "replica_id", -1))
+    # KafkaApis: CLUSTER_ACTION on the cluster covers every topic, else DESCRIBE per topic;
+    # refused topics are answered after the others.
+    names = [t.topic for t in request.topics]
+    allowed = set(names)
+    if not authorize(ctx, AclOperation.CLUSTER_ACTION, ResourceType.CLUSTER, CLUSTER_NAME):
+        allowed = authorized(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, names)
+    code = ErrorCode.topic_authorization_failed
     topics = [
         dict(
             topic=t.topic,
             partitions=[_end_offset(ctx, replica_id, t.topic, p) for p in t.partitions],
         )
         for t in request.topics
+        if t.topic in allowed
+    ] + [
+        dict(
+            topic=t.topic,
+            partitions=[
+                dict(partition=int(p.partition), error_code=code, leader_epoch=-1, end_offset=-1)
+                for p in t.partitions
+            ],
+        )
+        for t in request.topics
+        if t.topic not in allowed
     ]
     return build(response_type(23, ctx.version), topics=topics, throttle_time=0)

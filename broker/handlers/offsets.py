@@ -16,6 +16,7 @@ from pybroker.broker.groups.coordinator import CommitEntry
 from pybroker.broker.groups.group import OffsetAndMetadata
 from pybroker.broker.handlers.groups import coordinator_of
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import AclOperation, ResourceType, authorize, authorized
 from pybroker.protocol.codec import build, millis, response_type
 from pybroker.protocol.errors import ErrorCode
 
@@ -28,6 +29,12 @@ async def handle_offset_commit(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
     image = ctx.broker.image
     use_ids = v >= 10
+    # KafkaApis: READ on the group (else every partition is refused), then READ per topic.
+    group_ok = authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id)
+    names = [t.name for t in request.topics] if not use_ids else []
+    if use_ids:
+        names = [i.name for t in request.topics if (i := image.topic_by_id(t.topic_id))]
+    readable = authorized(ctx, AclOperation.READ, ResourceType.TOPIC, names) if group_ok else set()
     # (response topic dict, partition index, error or None = ask the coordinator)
     slots: list[tuple[dict[str, Any], int, int, ErrorCode | None]] = []
     entries: list[CommitEntry] = []
@@ -43,8 +50,12 @@ async def handle_offset_commit(ctx: RequestContext, request: Any) -> Any:
         topics_out.append(out)
         for p in topic.partitions:
             index = int(p.partition_index)
-            if name is None:
+            if not group_ok:
+                slots.append((out, index, -1, ErrorCode.group_authorization_failed))
+            elif name is None:
                 slots.append((out, index, -1, ErrorCode.unknown_topic_id))
+            elif name not in readable:
+                slots.append((out, index, -1, ErrorCode.topic_authorization_failed))
             elif image.partition(name, index) is None:
                 slots.append((out, index, -1, ErrorCode.unknown_topic_or_partition))
             else:
@@ -100,6 +111,9 @@ def _fetch_group(
     """
     image = ctx.broker.image
     coordinator = coordinator_of(ctx)
+    # KafkaApis: DESCRIBE on the group, then on each topic (others hidden or refused).
+    if not authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, group_id):
+        return ErrorCode.group_authorization_failed, []
 
     def answer(index: int, om: OffsetAndMetadata | None, topic: str) -> dict[str, Any]:
         if require_stable and coordinator.has_pending_txn_offset(group_id, topic, index):
@@ -108,6 +122,8 @@ def _fetch_group(
 
     if topics is None:
         error, data = coordinator.fetch_offsets(group_id, None)
+        visible = authorized(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (n for n, _ in data))
+        data = [(n, parts) for n, parts in data if n in visible]
         out = []
         for name, parts in data:
             info = image.topics.get(name)
@@ -142,6 +158,18 @@ def _fetch_group(
             name = t.name
         wanted.append((name, indexes))
         order.append((name, t))
+    visible = authorized(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (n for n, _ in wanted))
+    refused = [
+        dict(
+            name=name,
+            topic_id=image.topics[name].topic_id if use_ids else None,
+            partitions=[_partition(p, None, ErrorCode.topic_authorization_failed) for p in parts],
+        )
+        for name, parts in wanted
+        if name not in visible
+    ]
+    wanted = [(n, parts) for n, parts in wanted if n in visible]
+    order = [(n, t) for n, t in order if n is None or n in visible]
     error, data = coordinator.fetch_offsets(group_id, wanted)
     if error != ErrorCode.none:
         return error, []
@@ -160,7 +188,7 @@ def _fetch_group(
                 partitions=[answer(p, om, topic_name) for p, om in parts],
             )
         )
-    return ErrorCode.none, out
+    return ErrorCode.none, out + refused
 
 
 @api(9, "OffsetFetch", 1, 10)
@@ -170,6 +198,10 @@ async def handle_offset_fetch(ctx: RequestContext, request: Any) -> Any:
     if v >= 8:
         groups = []
         for g in request.groups:
+            if not authorize(ctx, AclOperation.DESCRIBE, ResourceType.GROUP, g.group_id):
+                error = ErrorCode.group_authorization_failed
+                groups.append(dict(group_id=g.group_id, topics=[], error_code=error))
+                continue
             # v9+: a KIP-848 member names itself and its epoch (STALE_MEMBER_EPOCH etc.).
             member_error = coordinator_of(ctx).consumer.validate_offset_fetch(
                 g.group_id, getattr(g, "member_id", None), int(getattr(g, "member_epoch", -1))
@@ -208,10 +240,22 @@ async def handle_offset_fetch(ctx: RequestContext, request: Any) -> Any:
 @waits_for_commit()
 async def handle_offset_delete(ctx: RequestContext, request: Any) -> Any:
     image = ctx.broker.image
+    cls = response_type(47, ctx.version)
+    # KafkaApis: DELETE on the group, then READ on each topic.
+    if not authorize(ctx, AclOperation.DELETE, ResourceType.GROUP, request.group_id):
+        error = ErrorCode.group_authorization_failed
+        return build(cls, error_code=error, throttle_time=0, topics=[])
+    readable = authorized(
+        ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
     known: list[tuple[str, list[int]]] = []
     unknown: dict[str, list[int]] = {}
+    refused: dict[str, list[int]] = {}
     for t in request.topics:
         indexes = [int(p.partition_index) for p in t.partitions]
+        if t.name not in readable:
+            refused.setdefault(t.name, []).extend(indexes)
+            continue
         valid = [p for p in indexes if image.partition(t.name, p) is not None]
         bad = [p for p in indexes if image.partition(t.name, p) is None]
         if bad:
@@ -219,10 +263,13 @@ async def handle_offset_delete(ctx: RequestContext, request: Any) -> Any:
         if valid:
             known.append((t.name, valid))
     error, results = coordinator_of(ctx).delete_offsets(request.group_id, known)
-    cls = response_type(47, ctx.version)
     if error != ErrorCode.none:
         return build(cls, error_code=error, throttle_time=0, topics=[])
     merged: dict[str, list[dict[str, Any]]] = {}
+    for name, parts in refused.items():
+        merged.setdefault(name, []).extend(
+            dict(partition_index=p, error_code=ErrorCode.topic_authorization_failed) for p in parts
+        )
     for name, parts in unknown.items():
         merged.setdefault(name, []).extend(
             dict(partition_index=p, error_code=ErrorCode.unknown_topic_or_partition) for p in parts

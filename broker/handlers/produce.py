@@ -37,6 +37,8 @@ from pybroker.broker.clock import now_ms
 from pybroker.broker.connection import CloseConnection
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.request_metrics import remote
+from pybroker.broker.security.authz import AclOperation, ResourceType, authorize, authorized
 from pybroker.broker.txn.coordinator import TXN_STATE_TOPIC
 from pybroker.broker.txn.verification import verify_transaction
 from pybroker.protocol.codec import build, millis, response_type
@@ -221,10 +223,18 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     corrupt: dict[tuple[str | None, int], str] = {}
     if ctx.version < 3:
         _convert_message_sets(topics, corrupt)
-    denied = txn_id is None and _has_transactional_records(topics)
+    # KafkaApis: transactional records need WRITE on the transactional id (else the whole
+    # request fails), then each topic needs WRITE (else TOPIC_AUTHORIZATION_FAILED).
+    denied = _has_transactional_records(topics) and (
+        txn_id is None
+        or not authorize(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, txn_id)
+    )
+    names = (n for n, _ in topics if n is not None)
+    writable = authorized(ctx, AclOperation.WRITE, ResourceType.TOPIC, names)
     image = broker.image
     if any(
-        pd.records is None and (denied or image.partition(name, index) is not None)
+        pd.records is None
+        and (denied or (name in writable and image.partition(name, index) is not None))
         for (name, _), parts in topics.items()
         for index, pd in parts.items()
     ):
@@ -258,6 +268,10 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                 continue
             if name is None:  # v13: an unknown topic id (after the transactional checks)
                 parts.append(_partition_response(index, ErrorCode.unknown_topic_id))
+                failed = True
+                continue
+            if name not in writable:
+                parts.append(_partition_response(index, ErrorCode.topic_authorization_failed))
                 failed = True
                 continue
             if pd.records is None:  # an unknown partition: never reaches the records
@@ -364,7 +378,7 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     if awaiting:
         # Kafka's DelayedProduce: answer once the ISR has every append (the HW passed it),
         # or with the partition's error when that cannot happen within the timeout.
-        codes = await rm.wait_for_commit(awaiting, millis(request.timeout) / 1000)
+        codes = await remote(rm.wait_for_commit(awaiting, millis(request.timeout) / 1000))
         for entry in responses:
             for part in entry["partition_responses"]:
                 code = codes.get((entry["name"], part["index"]), ErrorCode.none)

@@ -17,6 +17,13 @@ from typing import Any
 from pybroker.broker.context import RequestContext
 from pybroker.broker.handlers.admin_topics import validate_manual_assignment
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import (
+    CLUSTER_NAME,
+    AclOperation,
+    ResourceType,
+    authorize,
+    denied_message,
+)
 from pybroker.protocol.codec import build, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
 from pybroker.replication.controller import (
@@ -51,6 +58,31 @@ async def _alter_one(ctx: RequestContext, topic: str, part: Any, allow_rf_change
 @api(45, "AlterPartitionReassignments", 0, 1)
 async def handle_alter_partition_reassignments(ctx: RequestContext, request: Any) -> Any:
     allow_rf_change = bool(getattr(request, "allow_replication_factor_change", True))
+    if not authorize(ctx, AclOperation.ALTER, ResourceType.CLUSTER, CLUSTER_NAME):
+        # authorizeClusterOperation: getErrorResponse names the error everywhere.
+        code = ErrorCode.cluster_authorization_failed
+        message = denied_message(ctx, AclOperation.ALTER)
+        return build(
+            response_type(45, ctx.version),
+            throttle_time=0,
+            allow_replication_factor_change=allow_rf_change,
+            error_code=code,
+            error_message=message,
+            responses=[
+                {
+                    "name": t.name,
+                    "partitions": [
+                        {
+                            "partition_index": p.partition_index,
+                            "error_code": code,
+                            "error_message": message,
+                        }
+                        for p in t.partitions
+                    ],
+                }
+                for t in request.topics
+            ],
+        )
     responses = []
     for topic in request.topics:
         name = str(topic.name)
@@ -88,6 +120,14 @@ async def handle_alter_partition_reassignments(ctx: RequestContext, request: Any
 async def handle_list_partition_reassignments(ctx: RequestContext, request: Any) -> Any:
     controller = ctx.broker.controller
     assert controller is not None
+    if not authorize(ctx, AclOperation.DESCRIBE, ResourceType.CLUSTER, CLUSTER_NAME):
+        return build(
+            response_type(46, ctx.version),
+            throttle_time=0,
+            error_code=ErrorCode.cluster_authorization_failed,
+            error_message=denied_message(ctx, AclOperation.DESCRIBE),
+            topics=[],
+        )
     wanted = (
         None
         if request.topics is None

@@ -42,11 +42,21 @@ from typing import Any
 from pybroker.broker.context import RequestContext
 from pybroker.broker.groups.coordinator import OFFSETS_TOPIC, CommitEntry
 from pybroker.broker.handlers.registry import api
+from pybroker.broker.security.authz import (
+    CLUSTER_NAME,
+    DEFAULT_MESSAGES,
+    AclOperation,
+    ResourceType,
+    authorize,
+    authorize_by_type,
+    authorized,
+)
 from pybroker.broker.txn.coordinator import TXN_STATE_TOPIC, TransactionCoordinator, resolve
 from pybroker.broker.txn.markers import write_local_markers
 from pybroker.broker.txn.verification import verify_transaction
 from pybroker.protocol.codec import build, millis, response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
+from pybroker.replication.metadata import INTERNAL_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +73,10 @@ def _fenced(code: ErrorCode, old_client: bool) -> ErrorCode:
     if old_client and code == ErrorCode.producer_fenced:
         return ErrorCode.invalid_producer_epoch
     return code
+
+
+def _may_write_txn(ctx: RequestContext, transactional_id: str) -> bool:
+    return authorize(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id)
 
 
 def _ms_datetime(ms: int) -> datetime.datetime:
@@ -86,6 +100,16 @@ def _init_answer(version: int, code: ErrorCode, producer_id: int = -1, epoch: in
 @api(22, "InitProducerId", 0, 5)
 async def handle_init_producer_id(ctx: RequestContext, request: Any) -> Any:
     version = ctx.version
+    # KafkaApis: WRITE on the transactional id; without one, IDEMPOTENT_WRITE on the cluster
+    # or WRITE on some topic. Checked before anything else.
+    if request.transactional_id is not None:
+        if not _may_write_txn(ctx, request.transactional_id):
+            return _init_answer(version, ErrorCode.transactional_id_authorization_failed)
+    elif not (
+        authorize(ctx, AclOperation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, CLUSTER_NAME)
+        or authorize_by_type(ctx, AclOperation.WRITE, ResourceType.TOPIC)
+    ):
+        return _init_answer(version, ErrorCode.cluster_authorization_failed)
     producer_id = int(getattr(request, "producer_id", NO_PRODUCER_ID))
     epoch = int(getattr(request, "producer_epoch", NO_PRODUCER_EPOCH))
     if (producer_id == NO_PRODUCER_ID) != (epoch == NO_PRODUCER_EPOCH):
@@ -132,10 +156,25 @@ async def _add_or_verify(
 ) -> dict[tuple[str, int], ErrorCode]:
     image = ctx.broker.image
     wanted = [(t.name, int(p)) for t in topics for p in t.partitions]
-    unknown = {tp for tp in wanted if image.partition(*tp) is None}
-    if unknown:
+    # KafkaApis: a client (v0-3) needs WRITE on each topic, and internal topics are never
+    # added this way; v4+ comes from brokers (CLUSTER_ACTION, checked by the caller), whose
+    # verification of a transactional offset commit names __consumer_offsets.
+    if ctx.version < 4:
+        writable = authorized(
+            ctx,
+            AclOperation.WRITE,
+            ResourceType.TOPIC,
+            (t for t, _ in wanted if t not in INTERNAL_TOPICS),
+        )
+    else:
+        writable = {t for t, _ in wanted}
+    refused = {tp for tp in wanted if tp[0] not in writable}
+    unknown = {tp for tp in wanted if image.partition(*tp) is None} - refused
+    if unknown or refused:
         return {
-            tp: ErrorCode.unknown_topic_or_partition
+            tp: ErrorCode.topic_authorization_failed
+            if tp in refused
+            else ErrorCode.unknown_topic_or_partition
             if tp in unknown
             else ErrorCode.operation_not_attempted
             for tp in wanted
@@ -153,6 +192,17 @@ async def _add_or_verify(
 async def handle_add_partitions_to_txn(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
     cls = response_type(24, v)
+    if v < 4 and not _may_write_txn(ctx, request.v3_and_below_transactional_id):
+        code = ErrorCode.transactional_id_authorization_failed
+        wanted = [(t.name, int(p)) for t in request.v3_and_below_topics for p in t.partitions]
+        errors = dict.fromkeys(wanted, code)
+        return build(cls, throttle_time=0, results_by_topic_v3_and_below=_topic_results(errors))
+    if v >= 4 and not authorize(
+        ctx, AclOperation.CLUSTER_ACTION, ResourceType.CLUSTER, CLUSTER_NAME
+    ):
+        # v4+ is the brokers' own (verification) request: CLUSTER_ACTION on the cluster.
+        code = ErrorCode.cluster_authorization_failed
+        return build(cls, throttle_time=0, error_code=code, results_by_transaction=[])
     if v < 4:
         errors = await _add_or_verify(
             ctx,
@@ -186,6 +236,13 @@ async def handle_add_partitions_to_txn(ctx: RequestContext, request: Any) -> Any
 
 @api(25, "AddOffsetsToTxn", 0, 4)
 async def handle_add_offsets_to_txn(ctx: RequestContext, request: Any) -> Any:
+    refused = None
+    if not _may_write_txn(ctx, request.transactional_id):
+        refused = ErrorCode.transactional_id_authorization_failed
+    elif not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        refused = ErrorCode.group_authorization_failed
+    if refused is not None:
+        return build(response_type(25, ctx.version), throttle_time=0, error_code=refused)
     partition = ctx.broker.group_coordinator.partition_for(request.group_id)
     code = await resolve(
         txn_coordinator(ctx).add_partitions(
@@ -203,6 +260,14 @@ async def handle_add_offsets_to_txn(ctx: RequestContext, request: Any) -> Any:
 @api(26, "EndTxn", 0, 5)
 async def handle_end_txn(ctx: RequestContext, request: Any) -> Any:
     v = ctx.version
+    if not _may_write_txn(ctx, request.transactional_id):
+        return build(
+            response_type(26, v),
+            throttle_time=0,
+            error_code=ErrorCode.transactional_id_authorization_failed,
+            producer_id=-1,
+            producer_epoch=-1,
+        )
     code, pid, epoch = await txn_coordinator(ctx).end_transaction(
         request.transactional_id,
         int(request.producer_id),
@@ -234,6 +299,31 @@ async def handle_end_txn(ctx: RequestContext, request: Any) -> Any:
 async def handle_write_txn_markers(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
     image = broker.image
+    # KafkaApis: ALTER or CLUSTER_ACTION on the cluster, else every partition refused.
+    if not (
+        authorize(ctx, AclOperation.ALTER, ResourceType.CLUSTER, CLUSTER_NAME)
+        or authorize(ctx, AclOperation.CLUSTER_ACTION, ResourceType.CLUSTER, CLUSTER_NAME)
+    ):
+        code = ErrorCode.cluster_authorization_failed
+        return build(
+            response_type(27, ctx.version),
+            markers=[
+                dict(
+                    producer_id=m.producer_id,
+                    topics=[
+                        dict(
+                            name=t.name,
+                            partitions=[
+                                dict(partition_index=int(p), error_code=code)
+                                for p in t.partition_indexes
+                            ],
+                        )
+                        for t in m.topics
+                    ],
+                )
+                for m in request.markers
+            ],
+        )
     written: list[tuple[Any, dict[tuple[str, int], ErrorCode], Any]] = []
     for marker in request.markers:
         wanted = [(t.name, int(p)) for t in marker.topics for p in t.partition_indexes]
@@ -305,6 +395,15 @@ async def _verify_offsets_partition(
 async def handle_txn_offset_commit(ctx: RequestContext, request: Any) -> Any:
     image = ctx.broker.image
     groups = ctx.broker.group_coordinator
+    # KafkaApis: WRITE on the transactional id, READ on the group (either refusal fails
+    # every partition), then READ on each topic.
+    whole = None
+    if not _may_write_txn(ctx, request.transactional_id):
+        whole = ErrorCode.transactional_id_authorization_failed
+    elif not authorize(ctx, AclOperation.READ, ResourceType.GROUP, request.group_id):
+        whole = ErrorCode.group_authorization_failed
+    names = (t.name for t in request.topics)
+    readable = authorized(ctx, AclOperation.READ, ResourceType.TOPIC, names) if not whole else set()
     slots: list[tuple[dict[str, Any], int, int, ErrorCode | None]] = []
     entries: list[CommitEntry] = []
     topics_out: list[dict[str, Any]] = []
@@ -313,6 +412,12 @@ async def handle_txn_offset_commit(ctx: RequestContext, request: Any) -> Any:
         topics_out.append(out)
         for p in topic.partitions:
             index = int(p.partition_index)
+            if whole is not None:
+                slots.append((out, index, -1, whole))
+                continue
+            if topic.name not in readable:
+                slots.append((out, index, -1, ErrorCode.topic_authorization_failed))
+                continue
             if image.partition(topic.name, index) is None:
                 slots.append((out, index, -1, ErrorCode.unknown_topic_or_partition))
                 continue
@@ -361,11 +466,22 @@ async def handle_txn_offset_commit(ctx: RequestContext, request: Any) -> Any:
 async def handle_describe_producers(ctx: RequestContext, request: Any) -> Any:
     rm = ctx.broker.replica_manager
     topics = []
+    readable = authorized(
+        ctx, AclOperation.READ, ResourceType.TOPIC, (t.name for t in request.topics)
+    )
     for t in request.topics:
         parts = []
         for p in t.partition_indexes:
             index = int(p)
             out: dict[str, Any] = dict(partition_index=index, error_code=ErrorCode.none)
+            if t.name not in readable:  # KafkaApis: READ on the topic
+                out.update(
+                    error_code=ErrorCode.topic_authorization_failed,
+                    error_message=DEFAULT_MESSAGES["topic"],
+                    active_producers=[],
+                )
+                parts.append(out)
+                continue
             try:
                 lg = rm.leader_log(t.name, index)
             except KafkaError as e:
@@ -399,6 +515,21 @@ async def handle_describe_transactions(ctx: RequestContext, request: Any) -> Any
     states = []
     for txn_id in request.transactional_ids:
         code, txn = coordinator.describe(txn_id)
+        if not authorize(ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, txn_id):
+            # Kafka answers a bare TransactionState: every other field at its zero default.
+            states.append(
+                dict(
+                    error_code=ErrorCode.transactional_id_authorization_failed,
+                    transactional_id=txn_id,
+                    transaction_state="",
+                    transaction_timeout=0,
+                    transaction_start_time=_ms_datetime(0),
+                    producer_id=0,
+                    producer_epoch=0,
+                    topics=[],
+                )
+            )
+            continue
         if txn is None:
             states.append(
                 dict(
@@ -414,8 +545,13 @@ async def handle_describe_transactions(ctx: RequestContext, request: Any) -> Any
             )
             continue
         by_topic: dict[str, list[int]] = {}
+        # KafkaApis: only the topics the principal may DESCRIBE are listed.
+        shown = authorized(
+            ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, (t for t, _ in txn.partitions)
+        )
         for topic, p in sorted(txn.partitions):
-            by_topic.setdefault(topic, []).append(p)
+            if topic in shown:
+                by_topic.setdefault(topic, []).append(p)
         states.append(
             dict(
                 error_code=ErrorCode.none,
@@ -453,6 +589,10 @@ async def handle_list_transactions(ctx: RequestContext, request: Any) -> Any:
     )
     if matcher is not None:
         found = [t for t in found if matcher.fullmatch(t.transactional_id)]
+    # KafkaApis: only the transactional ids the principal may DESCRIBE.
+    ids = [t.transactional_id for t in found]
+    allowed = authorized(ctx, AclOperation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, ids)
+    found = [t for t in found if t.transactional_id in allowed]
     return build(
         response_type(66, ctx.version),
         throttle_time=0,

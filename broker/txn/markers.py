@@ -66,7 +66,13 @@ class PeerClients:
             return c
         if c is not None:
             _close_later(c)
-        c = BrokerClient(info.host, info.port, self.client_id)
+        c = BrokerClient(
+            info.host,
+            info.port,
+            self.client_id,
+            ssl=self.broker.inter_broker_ssl,
+            sasl=self.broker.inter_broker_sasl,
+        )
         self._clients[broker_id] = c
         return c
 

@@ -14,14 +14,15 @@ _NO_DYNAMIC_BROKER_CONFIGS = (
 )
 
 ACCEPTED: dict[str, str] = {
+    "sasl-request-during-authentication-step1-closed": (
+        "a request other than SaslAuthenticate between SaslHandshake and authentication: "
+        "Kafka answers it with that API's generic error response (ILLEGAL_SASL_STATE), then "
+        "closes the connection; pybroker closes it without answering (both refuse and close)"
+    ),
     "api-versions-v[34]": (
         "supported/finalized features (KIP-584) are KRaft's feature levels (metadata.version, "
         "kraft.version, transaction.version, group.version, ...); pybroker is a "
         "ZooKeeper-style broker without feature versioning and reports none"
-    ),
-    "fetch-session-open-v*": (
-        "pybroker is sessionless (KIP-227 allows it): it answers a session-opening full fetch "
-        "with session id 0, so clients keep sending full fetches; Kafka creates a session"
     ),
     "describe-configs-topic-documentation-v*": (
         "pybroker does not carry Kafka's configuration documentation texts (include_documentation "

@@ -24,7 +24,7 @@ from tests.differential.helpers import (
     versions,
 )
 from tests.support.broker import BrokerProcess
-from tests.support.differential import DifferentialPair, request_for
+from tests.support.differential import DifferentialPair, record_comparison, request_for
 from tests.support.kafka_ref import KafkaReference
 from tests.support.wire import KafkaWire
 
@@ -236,6 +236,88 @@ def test_fetch_sessions(pair: DifferentialPair) -> None:
                     forgotten_topics_data=[{"topic": topic, "partitions": [0]}],
                 ),
             )
+    cases.check()
+
+
+class _SessionSteps:
+    """Fetches sent to both brokers, each on its own session id, compared and recorded."""
+
+    def __init__(self, pair: DifferentialPair, cases: Cases, version: int, topic: str) -> None:
+        self.pair, self.cases, self.v, self.topic = pair, cases, version, topic
+        self.sid = {"ours": 0, "kafka": 0}
+
+    def step(self, case: str, make: Any) -> dict[str, Any]:
+        requests = {side: make(getattr(self.pair, side), side) for side in self.sid}
+        answers = {side: self.pair.ask(side, requests[side]) for side in self.sid}
+        self.cases.add(record_comparison(case, requests["ours"], answers["ours"], answers["kafka"]))
+        return answers
+
+    def full(self, case: str, parts: dict[int, int], epoch: int, version: int = 0) -> None:
+        v = version or self.v
+        answers = self.step(
+            case,
+            lambda c, side: fetch(
+                v, c, self.topic, parts, session_id=self.sid[side], session_epoch=epoch
+            ),
+        )
+        self.sid = {side: int(answers[side].session_id) for side in self.sid}
+
+    def incremental(
+        self, case: str, parts: dict[int, int], epoch: int, forget: list[int] | None = None
+    ) -> None:
+        def make(conn: KafkaWire, side: str) -> Any:
+            forgotten = None
+            if forget is not None:
+                key = (
+                    {"topic_id": topic_id(conn, self.topic)}
+                    if self.v >= 13
+                    else {"topic": self.topic}
+                )
+                forgotten = [{**key, "partitions": forget}]
+            return fetch(
+                self.v,
+                conn,
+                self.topic,
+                parts,
+                session_id=self.sid[side],
+                session_epoch=epoch,
+                forgotten=forgotten,
+            )
+
+        self.step(case, make)
+
+
+def test_incremental_fetch_sessions(pair: DifferentialPair) -> None:
+    """KIP-227 sessions through their life: opened by a full fetch, then incremental
+    fetches that name only what changed and are answered only what changed, forgetting a
+    partition, a stale epoch, closing, and a session used in the other topic-id mode."""
+    cases = Cases(pair)
+    advertised = versions(pair, FETCH)
+    for v in [v for v in (7, 11, 12, 13, 16, 17) if v in advertised]:
+        topic = f"{PREFIX}incr-v{v}"
+        create_topic(pair, topic, partitions=3)
+        produce_both(pair, topic, batch([b"i0"]))
+        s = _SessionSteps(pair, cases, v, topic)
+        s.full(f"fetch-incremental-open-v{v}", {0: 0, 1: 0, 2: 0}, 0)
+        assert all(s.sid.values()), s.sid  # both opened a session
+        opened = dict(s.sid)
+        s.incremental(f"fetch-incremental-nothing-new-v{v}", {}, 1)
+        produce_both(pair, topic, batch([b"i1"]))
+        s.incremental(f"fetch-incremental-new-records-v{v}", {0: 1}, 2)
+        s.incremental(f"fetch-incremental-stale-epoch-v{v}", {}, 2)
+        s.incremental(f"fetch-incremental-forget-v{v}", {}, 3, forget=[1])
+        produce_both(pair, topic, batch([b"i2"]), partition=1)
+        produce_both(pair, topic, batch([b"i3"]), partition=2)
+        s.incremental(f"fetch-incremental-forgotten-stays-out-v{v}", {}, 4)
+        s.incremental(f"fetch-incremental-add-back-v{v}", {1: 0}, 5)
+        s.full(f"fetch-incremental-close-v{v}", {0: 2}, -1)
+        assert s.sid == {"ours": 0, "kafka": 0}
+        s.sid = opened
+        s.incremental(f"fetch-incremental-after-close-v{v}", {}, 6)
+        if v == 12 and 13 in advertised:
+            s.full("fetch-incremental-reopen-v12", {0: 0}, 0)
+            s.v = 13
+            s.incremental("fetch-incremental-topic-id-mode-v13", {}, 1)
     cases.check()
 
 

@@ -30,6 +30,8 @@ def base_args(data: Path, port: int) -> list[str]:
         f"listeners=PLAINTEXT://127.0.0.1:{port}",
         "--override",
         f"log.dirs={data}",
+        "--override",
+        f"pybroker.http.listener=http://127.0.0.1:{free_port()}",
     ]
 
 

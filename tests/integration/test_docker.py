@@ -37,6 +37,7 @@ PLACEMENT = {
     "inter.broker.listener.name",
     "log.dirs",
     "zookeeper.connect",
+    "pybroker.http.listener",
 }
 
 
@@ -73,7 +74,10 @@ def test_compose_file_is_valid_and_has_the_cluster() -> None:
         svc = services[f"broker-{n}"]
         assert svc["build"]["dockerfile"] == "docker/Dockerfile"
         assert Path(svc["build"]["context"]).resolve() == ROOT
-        assert [(p["published"], p["target"]) for p in svc["ports"]] == [(9091 + n, 9091 + n)]
+        assert [(p["published"], p["target"]) for p in svc["ports"]] == [
+            (9091 + n, 9091 + n),  # EXTERNAL
+            (9643 + n, 9644),  # the HTTP endpoint, on the port make cluster gives it
+        ]
         targets = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
         assert targets["/var/lib/pybroker"] == f"broker-{n}-data"  # a named volume
         assert f"broker-{n}-data" in config["volumes"]
@@ -142,15 +146,17 @@ def test_the_files_the_dockerfile_copies_build_the_package(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr[-3000:]
     (wheel,) = (tmp_path / "w").glob("pybroker-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in (
-        "pybroker/broker/cli.py",
-        "pybroker/broker/healthcheck.py",
-        "pybroker/config/server.properties",
-        "pybroker/protocol/validate.py",
-        "pybroker/replication/zk_controller.py",
-        "pybroker/storage/log.py",
-    ):
-        assert needed in names
+    # Every module of the package is in the wheel (a subpackage missing from pyproject's
+    # package list would otherwise only fail inside the image).
+    sources = {
+        f"pybroker/{path.relative_to(ROOT).as_posix()}"
+        for top in ("broker", "config", "protocol", "replication", "storage")
+        for path in (ROOT / top).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert "pybroker/broker/cli.py" in sources
+    assert sources - names == set()
+    assert "pybroker/config/server.properties" in names
 
 
 def healthcheck(port: int) -> subprocess.CompletedProcess[str]:

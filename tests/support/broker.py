@@ -54,6 +54,8 @@ class BrokerProcess:
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
+        # Every test broker serves /metrics on a port of its own (9644 is shared).
+        self.http_port = free_port()
         self.overrides = dict(overrides or {})
         self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
@@ -68,6 +70,7 @@ class BrokerProcess:
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "log.dirs": str(self.data_dir),
+            "pybroker.http.listener": f"http://127.0.0.1:{self.http_port}",
             **self.overrides,
         }
         cmd = [sys.executable, "-m", "pybroker.broker.cli", "--config", str(self.config)]

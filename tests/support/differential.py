@@ -212,11 +212,16 @@ class DifferentialPair:
     """One raw connection to each broker; ``compare`` sends a request to both."""
 
     def __init__(
-        self, pybroker_port: int, kafka_port: int, client_id: str = "differential"
+        self,
+        pybroker_port: int,
+        kafka_port: int,
+        client_id: str = "differential",
+        source: str | None = None,
     ) -> None:
         self.ports = {"ours": pybroker_port, "kafka": kafka_port}
-        self.ours = KafkaWire(port=pybroker_port, client_id=client_id)
-        self.kafka = KafkaWire(port=kafka_port, client_id=client_id)
+        self.source = source  # local address to connect from (ACL tests: another host)
+        self.ours = KafkaWire(port=pybroker_port, client_id=client_id, source=source)
+        self.kafka = KafkaWire(port=kafka_port, client_id=client_id, source=source)
 
     def close(self) -> None:
         self.ours.close()
@@ -243,7 +248,11 @@ class DifferentialPair:
             return conn.request(request)
         except ConnectionClosed:
             conn.close()
-            setattr(self, side, KafkaWire(port=self.ports[side], client_id=conn.client_id))
+            setattr(
+                self,
+                side,
+                KafkaWire(port=self.ports[side], client_id=conn.client_id, source=self.source),
+            )
             return CLOSED
 
     def compare(

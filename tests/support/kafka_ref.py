@@ -40,7 +40,53 @@ TOOLS = {
     "kafka-storage": "kafka.tools.StorageTool",
     "kafka-reassign-partitions": "org.apache.kafka.tools.reassign.ReassignPartitionsCommand",
     "kafka-leader-election": "org.apache.kafka.tools.LeaderElectionCommand",
+    "kafka-acls": "org.apache.kafka.tools.AclCommand",
+    "kafka-delegation-tokens": "org.apache.kafka.tools.DelegationTokenCommand",
 }
+
+# The super user of an authorizer-enabled reference: the controller and inter-broker
+# listeners authenticate as it (SASL PLAIN), so clients on PLAINTEXT stay User:ANONYMOUS.
+REF_SUPER_USER = ("admin", "admin-secret")
+
+
+def with_authorizer(ref: KafkaReference) -> KafkaReference:
+    """Turn ``ref`` (not yet started) into a StandardAuthorizer node with super user admin.
+
+    Its PLAINTEXT listener is unchanged; the controller listener and a new inter-broker
+    listener INTERNAL use SASL_PLAINTEXT as ``User:admin``, so the node's own requests pass
+    and every ACL decision about PLAINTEXT clients is the authorizer's. ``ref.internal_port``
+    is where a super-user client (SASL PLAIN admin/admin-secret) can connect.
+    """
+    user, password = REF_SUPER_USER
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{user}" password="{password}" user_{user}="{password}";'
+    )
+    ref.internal_port = free_port()  # type: ignore[attr-defined]
+    ref.overrides.update(
+        {
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{ref.port},INTERNAL://127.0.0.1:{ref.internal_port},"  # type: ignore[attr-defined]
+                f"CONTROLLER://127.0.0.1:{ref.controller_port}"
+            ),
+            "advertised.listeners": (
+                f"PLAINTEXT://127.0.0.1:{ref.port},INTERNAL://127.0.0.1:{ref.internal_port}"  # type: ignore[attr-defined]
+            ),
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+            ),
+            "inter.broker.listener.name": "INTERNAL",
+            "sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.internal.plain.sasl.jaas.config": jaas,
+            "listener.name.controller.plain.sasl.jaas.config": jaas,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{user}",
+        }
+    )
+    return ref
+
 
 # Small, quick-starting JVMs: these are test peers, not benchmarks.
 TOOL_JVM_OPTS = ["-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]

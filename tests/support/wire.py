@@ -116,10 +116,13 @@ class KafkaWire:
         *,
         timeout: float = 15.0,
         client_id: str | None = "pybroker-tests",
+        source: str | None = None,
     ) -> None:
         self.timeout = timeout
         self.client_id = client_id
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        # ``source``: connect from this local address (127.0.0.2: another ACL host).
+        bind = (source, 0) if source else None
+        self.sock = socket.create_connection((host, port), timeout=timeout, source_address=bind)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._next_correlation_id = 1
         self._api_versions: dict[int, tuple[int, int]] | None = None

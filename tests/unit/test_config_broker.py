@@ -372,11 +372,12 @@ def test_ephemeral_ports_never_clash() -> None:
 
 
 @pytest.mark.parametrize("protocol", ["SSL", "SASL_PLAINTEXT", "SASL_SSL"])
-def test_unsupported_security_protocol_is_a_startup_error(protocol: str) -> None:
-    e = error({"listeners": f"PLAINTEXT://:9092,{protocol}://:9093"})
-    assert e.key == "listeners"
-    assert f"uses security protocol {protocol}" in str(e)
-    assert "not support yet" in str(e)
+def test_every_security_protocol_is_served(protocol: str) -> None:
+    c = cfg({"listeners": f"PLAINTEXT://:9092,{protocol}://:9093"})
+    assert [(lst.name, lst.security_protocol) for lst in c.listeners] == [
+        ("PLAINTEXT", "PLAINTEXT"),
+        (protocol, protocol),
+    ]
 
 
 def test_custom_listener_name_via_protocol_map() -> None:
@@ -398,9 +399,15 @@ def test_custom_listener_name_via_protocol_map() -> None:
     }
 
 
-def test_custom_listener_mapped_to_ssl_is_not_supported() -> None:
-    e = error({"listeners": "SECURE://:9093", "listener.security.protocol.map": "SECURE:SSL"})
-    assert "uses security protocol SSL" in str(e)
+def test_custom_listener_mapped_to_ssl() -> None:
+    c = cfg(
+        {
+            "listeners": "SECURE://:9093",
+            "listener.security.protocol.map": "SECURE:SSL",
+            "inter.broker.listener.name": "SECURE",
+        }
+    )
+    assert [(lst.name, lst.security_protocol) for lst in c.listeners] == [("SECURE", "SSL")]
 
 
 @pytest.mark.parametrize(
@@ -951,6 +958,7 @@ def test_known_kafka_keys_are_not_ignored(key: str) -> None:
         "process.roles": "broker",
         "log.cleaner.enable": "true",
         "group.consumer.heartbeat.interval.ms": "5000",
+        "authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
     }.get(key, "1")
     assert cfg({key: value}).ignored == ()
 
@@ -1031,7 +1039,10 @@ def test_describe_defaults() -> None:
     assert d["log.cleaner.min.cleanable.ratio"].value == "0.5"
     assert d["log.cleaner.io.max.bytes.per.second"].value == "1.7976931348623157E308"
     assert d["broker.id"].value == "0" and d["node.id"].value == "0"
-    assert all(e.source == "default" and e.read_only and not e.sensitive for e in entries)
+    assert all(e.source == "default" and e.read_only for e in entries)
+    # Kafka's PASSWORD-type keys (ssl.keystore.password, ...) are sensitive even unset.
+    assert all(e.sensitive == is_sensitive_key(e.name) for e in entries)
+    assert d["ssl.keystore.password"].sensitive and d["ssl.keystore.password"].value is None
 
 
 def test_describe_static_values() -> None:

@@ -1,0 +1,1 @@
+"""Security: authentication state and authorization (issue 12)."""
