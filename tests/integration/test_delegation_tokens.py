@@ -26,7 +26,7 @@ from kazoo.client import KazooClient
 from tests.support import delegation_tokens as dt
 from tests.support.broker import BrokerProcess, free_port
 from tests.support.cluster import Cluster
-from tests.support.kafka_ref import run_tool
+from tests.support.kafka_ref import console_roundtrip, run_tool
 from tests.support.wire import ConnectionClosed, KafkaWire
 
 SECRET = "integration-token-secret"
@@ -122,33 +122,7 @@ def test_tools_create_and_clients_authenticate_with_the_token(
     token_conf = client_properties(tmp_path, "token", tid, hmac_b64, token=True)
     topic = f"token-{uuid.uuid4().hex[:8]}"
     values = [f"v{i}" for i in range(10)]
-    run_tool(
-        "kafka-console-producer",
-        "--bootstrap-server",
-        broker.bootstrap,
-        "--topic",
-        topic,
-        "--producer.config",
-        str(token_conf),
-        stdin="\n".join(values) + "\n",
-        timeout=90,
-    ).check()
-    consumed = run_tool(
-        "kafka-console-consumer",
-        "--bootstrap-server",
-        broker.bootstrap,
-        "--topic",
-        topic,
-        "--from-beginning",
-        "--max-messages",
-        str(len(values)),
-        "--timeout-ms",
-        "30000",
-        "--consumer.config",
-        str(token_conf),
-        timeout=90,
-    ).check()
-    assert consumed.stdout.splitlines() == values
+    console_roundtrip(broker.bootstrap, topic, values, token_conf)
 
     # The renewer renews, the owner describes, a token connection cannot create tokens.
     bob = client_properties(tmp_path, "bob", "bob", USERS["bob"], token=False)

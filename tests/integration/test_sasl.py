@@ -31,9 +31,10 @@ from confluent_kafka.admin import (
 )
 
 from pybroker.protocol import scram
+from tests.support import clients
 from tests.support.broker import ROOT, BrokerProcess, free_port
 from tests.support.cluster import Cluster
-from tests.support.kafka_ref import run_tool
+from tests.support.kafka_ref import console_roundtrip, run_tool
 from tests.support.wire import (
     ConnectionClosed,
     KafkaWire,
@@ -135,26 +136,7 @@ def scram_users(sasl_broker: SaslBroker) -> dict[str, tuple[str, str]]:
 
 
 def confluent_roundtrip(conf: dict[str, str], count: int = 200) -> None:
-    topic = topic_name("confluent-sasl")
-    producer = Producer({**conf, "acks": "all"})
-    values = [f"sasl-{i}".encode() + b"x" * (i % 300) for i in range(count)]
-    for v in values:
-        producer.produce(topic, v)
-    assert producer.flush(30) == 0
-    consumer = Consumer(
-        {**conf, "group.id": topic, "auto.offset.reset": "earliest", "enable.auto.commit": False}
-    )
-    consumer.subscribe([topic])
-    got: list[bytes] = []
-    deadline = time.monotonic() + 30
-    try:
-        while len(got) < count and time.monotonic() < deadline:
-            m = consumer.poll(0.5)
-            if m is not None and m.error() is None:
-                got.append(m.value())
-    finally:
-        consumer.close()
-    assert got == values
+    clients.confluent_roundtrip(conf, topic_name("confluent-sasl"), count)
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
@@ -337,33 +319,7 @@ def test_java_console_tools(
     props = java_client_properties(tmp_path, mechanism, user, password)
     topic = topic_name("java-sasl")
     values = [f"java-{i}" for i in range(20)]
-    run_tool(
-        "kafka-console-producer",
-        "--bootstrap-server",
-        sasl_broker.sasl_bootstrap,
-        "--topic",
-        topic,
-        "--producer.config",
-        str(props),
-        stdin="\n".join(values) + "\n",
-        timeout=90,
-    ).check()
-    out = run_tool(
-        "kafka-console-consumer",
-        "--bootstrap-server",
-        sasl_broker.sasl_bootstrap,
-        "--topic",
-        topic,
-        "--from-beginning",
-        "--max-messages",
-        str(len(values)),
-        "--timeout-ms",
-        "30000",
-        "--consumer.config",
-        str(props),
-        timeout=90,
-    ).check()
-    assert out.stdout.splitlines() == values
+    console_roundtrip(sasl_broker.sasl_bootstrap, topic, values, props)
 
 
 # ------------------------------------------------------------- SCRAM credentials
@@ -792,33 +748,7 @@ def test_oauthbearer_java_console_tools(sasl_broker: SaslBroker, tmp_path: Path)
     )
     topic = topic_name("java-oauth")
     values = [f"java-oauth-{i}" for i in range(10)]
-    run_tool(
-        "kafka-console-producer",
-        "--bootstrap-server",
-        sasl_broker.sasl_bootstrap,
-        "--topic",
-        topic,
-        "--producer.config",
-        str(props),
-        stdin="\n".join(values) + "\n",
-        timeout=90,
-    ).check()
-    out = run_tool(
-        "kafka-console-consumer",
-        "--bootstrap-server",
-        sasl_broker.sasl_bootstrap,
-        "--topic",
-        topic,
-        "--from-beginning",
-        "--max-messages",
-        str(len(values)),
-        "--timeout-ms",
-        "30000",
-        "--consumer.config",
-        str(props),
-        timeout=90,
-    ).check()
-    assert out.stdout.splitlines() == values
+    console_roundtrip(sasl_broker.sasl_bootstrap, topic, values, props)
 
 
 def test_oauthbearer_refusals(sasl_broker: SaslBroker) -> None:

@@ -22,12 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from pybroker.broker.tls import HANDSHAKE_TIMEOUT_S
+from tests.support import clients
 from tests.support.broker import ROOT, BrokerProcess, free_port
 from tests.support.cluster import Cluster
-from tests.support.kafka_ref import run_tool
+from tests.support.kafka_ref import console_roundtrip
 from tests.support.tls_certs import PASSWORD, CertSet, another_broker_store, make_certs
 
 JS_DIR = ROOT / "tests" / "js"
@@ -167,27 +168,8 @@ def wait_log(broker: TlsBroker, needle: str, start: int, timeout: float = 10.0) 
 def confluent_roundtrip(
     bootstrap: str, conf: dict[str, str], count: int = 200, topic: str | None = None
 ) -> None:
-    topic = topic or topic_name("confluent-tls")
-    common = {"bootstrap.servers": bootstrap, **conf}
-    producer = Producer({**common, "acks": "all"})
-    values = [f"tls-{i}".encode() + b"x" * (i % 500) for i in range(count)]
-    for v in values:
-        producer.produce(topic, v)
-    assert producer.flush(30) == 0
-    consumer = Consumer(
-        {**common, "group.id": topic, "auto.offset.reset": "earliest", "enable.auto.commit": False}
-    )
-    consumer.subscribe([topic])
-    got: list[bytes] = []
-    deadline = time.monotonic() + 30
-    try:
-        while len(got) < count and time.monotonic() < deadline:
-            m = consumer.poll(0.5)
-            if m is not None and m.error() is None:
-                got.append(m.value())
-    finally:
-        consumer.close()
-    assert got == values
+    settings = {"bootstrap.servers": bootstrap, **conf}
+    clients.confluent_roundtrip(settings, topic or topic_name("confluent-tls"), count)
 
 
 def test_confluent_kafka_over_ssl(tls_broker: TlsBroker, certs: CertSet) -> None:
@@ -417,23 +399,7 @@ def test_java_console_tools_over_mtls(
         f"ssl.keystore.password={PASSWORD}\n"
     )
     values = [f"java-{i}" for i in range(20)]
-    run_tool(
-        "kafka-console-producer",
-        "--bootstrap-server", tls_broker.mtls_bootstrap,
-        "--topic", topic,
-        "--producer.config", str(props),
-        stdin="\n".join(values) + "\n",
-    ).check()  # fmt: skip
-    out = run_tool(
-        "kafka-console-consumer",
-        "--bootstrap-server", tls_broker.mtls_bootstrap,
-        "--topic", topic,
-        "--from-beginning",
-        "--max-messages", str(len(values)),
-        "--timeout-ms", "30000",
-        "--consumer.config", str(props),
-    ).check()  # fmt: skip
-    assert out.stdout.splitlines() == values
+    console_roundtrip(tls_broker.mtls_bootstrap, topic, values, props)
 
 
 # --------------------------------------------------------------------- start-up

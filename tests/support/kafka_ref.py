@@ -142,6 +142,30 @@ def run_tool(tool: str, *args: str, timeout: float = 120.0, stdin: str | None = 
     return ToolResult(done.returncode, done.stdout, done.stderr)
 
 
+def console_roundtrip(bootstrap: str, topic: str, values: list[str], config: Path) -> None:
+    """Kafka's console producer writes ``values`` and its console consumer reads exactly
+    them back, both with the client settings in ``config`` (security included)."""
+    run_tool(
+        "kafka-console-producer",
+        "--bootstrap-server", bootstrap,
+        "--topic", topic,
+        "--producer.config", str(config),
+        stdin="\n".join(values) + "\n",
+        timeout=90,
+    ).check()  # fmt: skip
+    out = run_tool(
+        "kafka-console-consumer",
+        "--bootstrap-server", bootstrap,
+        "--topic", topic,
+        "--from-beginning",
+        "--max-messages", str(len(values)),
+        "--timeout-ms", "30000",
+        "--consumer.config", str(config),
+        timeout=90,
+    ).check()  # fmt: skip
+    assert out.stdout.splitlines() == values
+
+
 def random_cluster_id() -> str:
     """A cluster id as ``kafka-storage random-uuid`` prints one (base64url, 22 chars).
 
