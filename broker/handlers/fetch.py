@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pybroker.broker.context import RequestContext
-from pybroker.broker.fetch_sessions import FetchContext, Key, PartitionRequest
+from pybroker.broker.fetch_sessions import FINAL_EPOCH, FetchContext, Key, PartitionRequest
 from pybroker.broker.handlers.registry import api
 from pybroker.broker.request_metrics import record_fetch, remote
 from pybroker.broker.security.authz import CLUSTER_NAME as CLUSTER
@@ -330,7 +330,9 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> EncodedResponse:
     v = ctx.version
     session: FetchContext | None = None
     groups = None
-    if v >= 7:
+    # A sessionless fetch naming no session (librdkafka, followers) skips the session
+    # cache: the fetch path reads the request as it is.
+    if v >= 7 and (request.session_id != 0 or request.session_epoch != FINAL_EPOCH):
         data, forget = _session_data(ctx, request)
         image = ctx.broker.image
         session = ctx.broker.fetch_sessions.new_context(
@@ -367,7 +369,7 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> EncodedResponse:
     stats = ctx.broker.replica_manager.topic_stats
     record_fetch(stats, fetch_replica_id(request, v) >= 0, topics)
     session_id = 0
-    if session is not None:
+    if session is not None and session.kind != "sessionless":
         answers = _answers(topics, v)
         topic_of = {key: t for key, _, t in answers}
         session_id, sent = ctx.broker.fetch_sessions.respond(
