@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-APT_PACKAGES := kcat zookeeper nftables iproute2 docker-compose openssl
+APT_PACKAGES := kcat zookeeper nftables iproute2 docker-compose openssl chromium chromium-driver gcc
 # Node clients the integration tests drive (kafkajs), pinned in tests/js/package-lock.json.
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
@@ -12,7 +12,7 @@ KAFKA_LIB := .kafka/lib
 KAFKA_STAMP := $(KAFKA_LIB)/.installed
 MVN_DEPENDENCY := org.apache.maven.plugins:maven-dependency-plugin:3.8.1
 
-.PHONY: kafka-deps install install-test run cluster cluster-stop test test-unit bench fuzz lint format clean apt-deps js-deps java-driver
+.PHONY: kafka-deps install install-test run cluster cluster-stop test test-unit bench bench-quick fuzz lint format clean apt-deps js-deps java-driver
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -87,12 +87,15 @@ cluster-stop:
 test: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest tests -q -p no:cacheprovider -W ignore::DeprecationWarning
+	$(PY) -m pytest tests -q -p no:cacheprovider -W ignore::DeprecationWarning --durations=30
 
 test-unit: install-test
 	$(PY) -m pytest tests/unit -q
 
+# bench_vs_kafka.py: pybroker beside Apache Kafka 4.1 in the same run (about 15 minutes;
+# results in bench-results/<time>/). `make bench-quick` runs only it, one short round.
 bench: install-test
+	$(PY) tests/bench/bench_vs_kafka.py
 	$(PY) tests/bench/bench_broker.py
 	$(PY) tests/bench/bench_storage.py
 	$(PY) tests/bench/bench_decode.py
@@ -100,6 +103,9 @@ bench: install-test
 	$(PY) tests/bench/bench_down_conversion.py
 	$(PY) tests/bench/bench_tls.py
 	$(PY) tests/bench/bench_metrics.py
+
+bench-quick: install-test
+	$(PY) tests/bench/bench_vs_kafka.py --quick
 
 # Issue 8's long fuzz run: 1,000,000 malformed requests against a real broker (tests/fuzz).
 # `make test` runs a bounded slice (tests/integration/test_fuzz_slice.py).

@@ -178,8 +178,8 @@ class Acceptor:
                     ssl=tls.context,
                     ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S,
                 )
-        except Exception as exc:  # the peer vanished between accept and set-up
-            if tls is not None:
+        except Exception as exc:  # a failed handshake, or the peer vanished during set-up
+            if tls is not None and not _peer_went_away(exc):
                 # Kafka logs a failed handshake once, at INFO, and keeps serving.
                 log.info(
                     "Failed authentication with /%s (listener %s: SSL handshake failed: %s)",
@@ -187,8 +187,8 @@ class Acceptor:
                     listener_name,
                     _reason(exc),
                 )
-            else:
-                log.debug("Could not set up an accepted connection from %s: %s", ip, exc)
+            else:  # Kafka's Selector: "Connection with ... disconnected", at DEBUG
+                log.debug("Connection from %s closed during set-up: %s", peer, _reason(exc))
             conn.close()
             release()
 
@@ -199,6 +199,14 @@ def _peer(conn: socket.socket) -> str:
     except OSError:
         return "?"
     return f"{host}:{port}"
+
+
+def _peer_went_away(exc: BaseException) -> bool:
+    """A reset or EOF in the middle of a TLS handshake is the peer leaving (a client or
+    broker giving up on a slow connect), not a failed authentication: Kafka's
+    SslTransportLayer lets such IOExceptions through as plain disconnects. (asyncio's
+    handshake timeout is a ConnectionAbortedError: that one is ours and stays logged.)"""
+    return isinstance(exc, (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError))
 
 
 def _reason(exc: BaseException) -> str:

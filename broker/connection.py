@@ -97,6 +97,7 @@ class KafkaConnection(asyncio.Protocol):
         self.last_active = time.monotonic()
         self.sock_fd = -1
         self.tls = False  # os.sendfile cannot write into a TLS stream
+        self.client_software = ("unknown", "unknown")  # KIP-511, from ApiVersions v3+
         self._throttled = False  # muted after a throttled response (client quotas)
 
     # ------------------------------------------------------------ transport events
@@ -152,6 +153,9 @@ class KafkaConnection(asyncio.Protocol):
         self._reserved = None
         self.budget.dequeue(queued)
         self.budget.release(held)
+        telemetry = getattr(self.broker, "client_metrics", None)
+        if telemetry is not None:  # KIP-714: the connection's client instance goes
+            telemetry.on_disconnect(f"{self.listener}/{self.peer}")
         if self._on_close is not None:
             self._on_close()
 
@@ -339,6 +343,7 @@ class KafkaConnection(asyncio.Protocol):
             self.listener,
             self.principal,
             self.sasl is not None and self.sasl.token_authenticated,
+            self.client_software,
         )
         if not served_min_version(spec, self.broker) <= header.api_version <= spec.max_version:
             if header.api_key == 18:  # ApiVersions answers any version (KIP-511)
@@ -361,6 +366,11 @@ class KafkaConnection(asyncio.Protocol):
                 f"malformed {spec.name} (key {header.api_key}) v{header.api_version}: {exc}"
             ) from None
         del view
+        if header.api_key == 18 and header.api_version >= 3:  # KIP-511 client software
+            self.client_software = (
+                body.client_software_name or "unknown",
+                body.client_software_version or "unknown",
+            )
         timing = self.network.requests.begin(ctx, SIZE_PREFIX + len(frame), self.last_active)
         result = await spec.handler(ctx, body)
         timing.handled(result)
@@ -369,6 +379,7 @@ class KafkaConnection(asyncio.Protocol):
         if quotas is not None and quotas.active:  # KIP-219: answer now, then mute
             local_s = max(0.0, timing.handled_at - timing.start - timing.remote)
             throttle_ms, result = quotas.on_response(ctx, body, len(frame), result, local_s)
+            timing.throttle_ms = throttle_ms
         if result is None or self._closing:
             timing.done(0)
             await self._mute(throttle_ms)

@@ -25,6 +25,9 @@ class RequestContext:
     # The connection authenticated with a delegation token (SCRAM tokenauth=true, KIP-48):
     # it may not create, renew, expire or describe tokens.
     token_authenticated: bool = False
+    # KIP-511: the client's software name and version from its ApiVersions request
+    # (what KIP-714 client-metrics subscriptions match on).
+    client_software: tuple[str, str] = ("unknown", "unknown")
 
     @property
     def version(self) -> int:

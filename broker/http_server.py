@@ -1,9 +1,11 @@
-"""A minimal HTTP/1.1 server on the broker's event loop, for /metrics, /healthz and /readyz.
+"""A minimal HTTP/1.1 server on the broker's event loop, for /metrics, /healthz, /readyz
+and the web console.
 
 Why our own and not a library: the endpoint serves a handful of GET routes whose answers
 are computed synchronously from broker state on the loop. aiohttp would bring a dozen
 dependencies and its own server machinery for that; h11 is sans-IO but still needs the
-connection, limits and timeouts written around it. A GET-only HTTP/1.1 subset is ~200
+connection, limits and timeouts written around it. An HTTP/1.1 subset (GET, HEAD and a
+small POST for the console's login; a handler may answer later with an awaitable) is ~300
 lines over asyncio.Protocol, runs unchanged on uvloop, and every bound an exposed port
 needs is explicit here:
 
@@ -14,8 +16,10 @@ needs is explicit here:
 - a client that pipelines requests without reading the answers stops being read once
   WRITE_HIGH_WATER bytes wait to be sent, and a connection whose timer fires is aborted
   (not flushed), so unread responses cannot pile up;
-- only GET and HEAD without a body; anything malformed gets a 400 (or 405/413/414/431/505)
-  with ``Connection: close`` and closes that one connection; nothing a client sends
+- GET and HEAD without a body, POST with a Content-Length body of at most MAX_BODY_BYTES
+  (the console's login form; it must arrive within HEAD_TIMEOUT_S too); anything
+  malformed gets a 400 (or 405/413/414/431/505) with ``Connection: close`` and
+  closes that one connection; nothing a client sends
   reaches the rest of the broker.
 
 ``parse_head`` is pure (bytes in, ``Request`` or ``HttpError`` out) and unit tested.
@@ -24,10 +28,11 @@ needs is explicit here:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -39,10 +44,15 @@ HEAD_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 60.0
 MAX_CONNECTIONS = 64
 WRITE_HIGH_WATER = 256 * 1024  # stop reading requests while this much response is unsent
+MAX_BODY_BYTES = 4096  # POST bodies (a login form); larger ones get 413
 
 REASONS = {
     200: "OK",
+    303: "See Other",
+    401: "Unauthorized",
+    403: "Forbidden",
     400: "Bad Request",
+    411: "Length Required",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
@@ -72,6 +82,8 @@ class Request:
     query: str
     version: str  # "HTTP/1.1" or "HTTP/1.0"
     headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
+    body: bytes = b""  # POST only
+    peer: str = ""  # the client's address (set by the connection)
 
     @property
     def keep_alive(self) -> bool:
@@ -86,6 +98,7 @@ class Response:
     status: int
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()  # extra fields (Set-Cookie, Location, ...)
 
 
 def find_head_end(buf: bytes | bytearray) -> int:
@@ -129,7 +142,15 @@ def parse_head(head: bytes) -> Request:
         headers[name.decode("ascii").lower()] = value.decode("latin-1")
     if version == b"HTTP/1.1" and "host" not in headers:
         raise HttpError(400, "HTTP/1.1 request without Host")
-    if "transfer-encoding" in headers or headers.get("content-length", "0").strip() != "0":
+    if "transfer-encoding" in headers:
+        raise HttpError(413, "request bodies are not accepted")
+    if method == b"POST":
+        length = headers.setdefault("content-length", "0")  # none: no body (RFC 9112 6.3)
+        if not length.isdigit() or len(length) > 9:
+            raise HttpError(400, "malformed Content-Length")
+        if int(length) > MAX_BODY_BYTES:
+            raise HttpError(413, f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+    elif headers.get("content-length", "0").strip() != "0":
         raise HttpError(413, "request bodies are not accepted")
     path, _, query = target.decode("ascii").partition("?")
     return Request(method.decode("ascii"), path, query, version.decode("ascii"), headers)
@@ -143,15 +164,20 @@ def render(response: Response, *, head_only: bool, keep_alive: bool) -> bytes:
         "Server: pybroker",
         f"Content-Type: {response.content_type}",
         f"Content-Length: {len(response.body)}",
-        "Cache-Control: no-store",
     ]
+    extra = response.headers
+    if not any(name.lower() == "cache-control" for name, _ in extra):
+        lines.append("Cache-Control: no-store")
+    lines.extend(f"{name}: {value}" for name, value in extra)
     if not keep_alive:
         lines.append("Connection: close")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head if head_only else head + response.body
 
 
-Handler = Callable[[Request], Response]
+# A handler answers at once, or (rarely: a login) with an awaitable; the connection reads
+# no further request until that answer is written.
+Handler = Callable[[Request], Response | Awaitable[Response]]
 
 
 class HttpConnection(asyncio.Protocol):
@@ -164,9 +190,14 @@ class HttpConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.closing = False
         self.write_paused = False
+        self.peer = ""
+        self.pending: Request | None = None  # a POST head whose body is still arriving
+        self.waiting = False  # an async answer is being computed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername[0]) if peername else ""
         self.server.connections.add(self)
         if len(self.server.connections) > MAX_CONNECTIONS:
             log.warning("HTTP endpoint: more than %d connections; closing one", MAX_CONNECTIONS)
@@ -202,7 +233,17 @@ class HttpConnection(asyncio.Protocol):
         self._serve_buffered()
 
     def _serve_buffered(self) -> None:
-        while not self.closing and not self.write_paused:
+        while not self.closing and not self.write_paused and not self.waiting:
+            if self.pending is not None:
+                need = int(self.pending.headers["content-length"])
+                if len(self.buf) < need:
+                    return
+                request = dataclasses.replace(self.pending, body=bytes(self.buf[:need]))
+                del self.buf[:need]
+                self.pending = None
+                self._answer(request)
+                self._rearm()
+                continue
             end = find_head_end(self.buf)
             if end < 0:
                 if len(self.buf) > MAX_HEAD_BYTES:
@@ -215,21 +256,63 @@ class HttpConnection(asyncio.Protocol):
             except HttpError as exc:
                 self._fail(exc)
                 return
+            request = dataclasses.replace(request, peer=self.peer)
+            if request.method == "POST":
+                self.pending = request
+                self._arm(HEAD_TIMEOUT_S)  # the body must follow as quickly as the head
+                continue
             self._answer(request)
-            if self.buf:
-                self._arm(HEAD_TIMEOUT_S)
-            elif not self.closing:
-                self._arm(IDLE_TIMEOUT_S)
+            self._rearm()
+
+    def _rearm(self) -> None:
+        if self.closing or self.waiting:
+            return
+        self._arm(HEAD_TIMEOUT_S if self.buf else IDLE_TIMEOUT_S)
 
     def _answer(self, request: Request) -> None:
-        if request.method not in ("GET", "HEAD"):
-            response = Response(405, b"only GET and HEAD\n")
+        if request.method not in ("GET", "HEAD", "POST"):
+            self._send(request, Response(405, b"only GET, HEAD and POST\n"))
+            return
+        try:
+            outcome = self.server.handler(request)
+        except Exception:
+            log.exception("HTTP endpoint: %s failed", request.path)
+            outcome = Response(500, b"internal error\n")
+        if isinstance(outcome, Response):
+            self._send(request, outcome)
+            return
+        self.waiting = True
+        if self.timer is not None:  # the handler bounds its own time
+            self.timer.cancel()
+            self.timer = None
+        if self.transport is not None:
+            self.transport.pause_reading()  # nothing piles up behind the awaited answer
+        task = asyncio.ensure_future(outcome)
+        self.server.tasks.add(task)
+        task.add_done_callback(lambda t: self._answered(request, t))
+
+    def _answered(self, request: Request, task: asyncio.Future[Response]) -> None:
+        self.server.tasks.discard(task)
+        self.waiting = False
+        if task.cancelled():
+            self.close()
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("HTTP endpoint: %s failed", request.path, exc_info=exc)
+            response = Response(500, b"internal error\n")
         else:
-            try:
-                response = self.server.handler(request)
-            except Exception:
-                log.exception("HTTP endpoint: %s failed", request.path)
-                response = Response(500, b"internal error\n")
+            response = task.result()
+        if self.closing:
+            return
+        if self.transport is not None and not self.write_paused:
+            self.transport.resume_reading()
+        self._send(request, response)
+        self._rearm()
+        if not self.closing:
+            self._serve_buffered()
+
+    def _send(self, request: Request, response: Response) -> None:
         keep_alive = request.keep_alive and response.status != 500
         assert self.transport is not None
         self.transport.write(
@@ -254,8 +337,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self.timer = None
-        if self.buf and not self.write_paused:
-            self._fail(HttpError(408, "request head not received in time"))
+        if (self.buf or self.pending is not None) and not self.write_paused:
+            self._fail(HttpError(408, "request not received in time"))
             return
         self.closing = True
         if self.transport is not None:
@@ -277,6 +360,7 @@ class HttpServer:
         self.port = port
         self.handler = handler
         self.connections: set[HttpConnection] = set()
+        self.tasks: set[asyncio.Future[Response]] = set()
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -296,6 +380,8 @@ class HttpServer:
             self._server.close()
             for conn in list(self.connections):
                 conn.close()
+            for task in list(self.tasks):
+                task.cancel()
             await self._server.wait_closed()
             self._server = None
 

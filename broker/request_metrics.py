@@ -15,7 +15,9 @@ previous request on this connection finished" to the handler start (Kafka mutes 
 while a request is in flight, so waiting behind one's own earlier request is not queue
 time there either); remote = time spent inside ``remote(...)`` awaits; local = the rest of
 the handler; send = writing the response (immediate for buffered writes, sendfile for
-fetches); throttle = 0 (no quotas yet). There is no response queue: the connection writes
+fetches); throttle = the KIP-219 throttle time the response carried (client quotas; the
+channel is muted for that long after the response is sent, so it is not in TotalTimeMs,
+as in Kafka). There is no response queue: the connection writes
 its own responses, so ResponseQueueTimeMs is not exported.
 
 The request log (logger ``pybroker.request``, Kafka's ``kafka.request.logger``) writes one
@@ -103,7 +105,16 @@ class RequestMetrics:
 
 
 class RequestTiming:
-    __slots__ = ("ctx", "stats", "request_bytes", "queue", "start", "handled_at", "remote")
+    __slots__ = (
+        "ctx",
+        "stats",
+        "request_bytes",
+        "queue",
+        "start",
+        "handled_at",
+        "remote",
+        "throttle_ms",
+    )
 
     def __init__(
         self, ctx: RequestContext, stats: ApiStats | None, request_bytes: int, queue_s: float
@@ -115,6 +126,7 @@ class RequestTiming:
         self.start = _now()
         self.handled_at = 0.0
         self.remote = 0.0
+        self.throttle_ms = 0  # set by the connection when a quota throttles the response
 
     def handled(self, result: Any) -> None:
         """The handler returned ``result`` (None: no response, acks=0)."""
@@ -151,7 +163,9 @@ class RequestTiming:
             sums[1] += local_ms
             counts[2 * NB + (bisect_left(bounds, remote_ms) if remote_ms else 0)] += 1
             sums[2] += remote_ms
-            counts[3 * NB] += 1  # ThrottleTimeMs: 0 (no quotas yet)
+            throttle_ms = self.throttle_ms
+            counts[3 * NB + (bisect_left(bounds, throttle_ms) if throttle_ms else 0)] += 1
+            sums[3] += throttle_ms
             counts[4 * NB + bisect_left(bounds, send_ms)] += 1
             sums[4] += send_ms
             counts[5 * NB + bisect_left(bounds, total_ms)] += 1
@@ -161,7 +175,8 @@ class RequestTiming:
             request_log.debug(
                 "Completed request: %s v%d correlationId=%d clientId=%s principal=%s "
                 "listener=%s peer=%s requestBytes=%d responseBytes=%d totalTimeMs=%.3f "
-                "requestQueueTimeMs=%.3f localTimeMs=%.3f remoteTimeMs=%.3f sendTimeMs=%.3f",
+                "requestQueueTimeMs=%.3f localTimeMs=%.3f remoteTimeMs=%.3f throttleTimeMs=%d "
+                "sendTimeMs=%.3f",
                 _api_name(ctx),
                 ctx.header.api_version,
                 ctx.header.correlation_id,
@@ -175,6 +190,7 @@ class RequestTiming:
                 queue_ms,
                 handler_ms - remote_ms,
                 remote_ms,
+                self.throttle_ms,
                 send_ms,
             )
 

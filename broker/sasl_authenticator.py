@@ -3,9 +3,10 @@
 Before authentication a connection may send ApiVersions (once, first), then SaslHandshake,
 then the mechanism's tokens: wrapped in SaslAuthenticate requests after a v1 handshake,
 or raw size-prefixed frames after a v0 one (clients older than KIP-152). Anything else
-before the handshake closes the connection at once, as Kafka does. A failed handshake
-(UNSUPPORTED_SASL_MECHANISM) or token (SASL_AUTHENTICATION_FAILED) is answered after
-``connection.failed.authentication.delay.ms`` and the connection is then closed.
+before the handshake closes the connection at once, as Kafka does; another request after
+a v1 handshake gets that API's error response (ILLEGAL_SASL_STATE) and then the close.
+A failed handshake (UNSUPPORTED_SASL_MECHANISM) or token (SASL_AUTHENTICATION_FAILED) is
+answered after ``connection.failed.authentication.delay.ms`` and the connection is then closed.
 
 KIP-368: with ``connections.max.reauth.ms`` > 0, SaslAuthenticate v1+ tells the client
 its session lifetime; a client that supports re-authentication starts it with a new
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
 from pybroker.broker.clock import now_ms
 from pybroker.broker.handlers.registry import REGISTRY
 from pybroker.broker.java_hash import java_hash_order
+from pybroker.broker.oauth_validation import JwtValidator, oauth_settings
 from pybroker.broker.sasl_mechanisms import (
     OAuthBearerServer,
     PlainServer,
@@ -42,6 +45,7 @@ from pybroker.protocol.codec import (
     build,
     decode_request_body,
     encode_body,
+    has_field,
     parse_request_header,
     response_header_flexible,
     response_type,
@@ -56,7 +60,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 17, 36
+METADATA, FIND_COORDINATOR, API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 3, 10, 18, 17, 36
+ILLEGAL_SASL_STATE_MESSAGE = "Request is not valid given the current SASL state."
 SaslServer = PlainServer | ScramServer | OAuthBearerServer
 
 # States (Kafka's SaslState names).
@@ -79,6 +84,16 @@ class SaslService:
                 for lst in config.listeners
                 if lst.security_protocol.startswith("SASL_")
             }
+            # KIP-768: listeners whose OAUTHBEARER tokens are signed JWTs checked on a JWK set
+            self.jwt_validators: dict[str, JwtValidator] = {}
+            for name, settings in self.listeners.items():
+                oauth = (
+                    oauth_settings(config.raw, name)
+                    if "OAUTHBEARER" in settings.mechanisms
+                    else None
+                )
+                if oauth is not None:
+                    self.jwt_validators[name] = JwtValidator(oauth)
         except ConfigError as exc:
             raise SaslConfigError(str(exc)) from None
         self.entity_configs: EntityConfigStore | None = None  # set when metadata is up
@@ -86,7 +101,7 @@ class SaslService:
 
     def authenticator(self, listener: str) -> SaslAuthenticator | None:
         settings = self.listeners.get(listener)
-        return SaslAuthenticator(self, settings) if settings else None
+        return SaslAuthenticator(self, settings, listener) if settings else None
 
     async def token_credential(self, token_id: str, mechanism: str) -> TokenCredential | None:
         if self.delegation_tokens is None:
@@ -107,9 +122,12 @@ class SaslService:
 
 
 class SaslAuthenticator:
-    def __init__(self, service: SaslService, settings: SaslListenerSettings) -> None:
+    def __init__(
+        self, service: SaslService, settings: SaslListenerSettings, listener: str = ""
+    ) -> None:
         self.service = service
         self.settings = settings
+        self.listener = listener
         self.state = INITIAL
         self.raw_tokens = False  # v0 handshake: tokens travel without Kafka headers
         self.server: SaslServer | None = None
@@ -219,7 +237,8 @@ class SaslAuthenticator:
         if mechanism == "PLAIN":
             return PlainServer(entry.plain_users() if entry else {})
         if mechanism == "OAUTHBEARER":
-            return OAuthBearerServer(entry.options if entry else {}, now_ms)
+            validator = self.service.jwt_validators.get(self.listener)
+            return OAuthBearerServer(entry.options if entry else {}, now_ms, validator)
         return ScramServer(
             mechanism, self.service.scram_credential, reauth, self.service.token_credential
         )
@@ -238,12 +257,14 @@ class SaslAuthenticator:
             raise CloseConnection(f"malformed request during SASL authentication: {exc}") from None
         if header.api_key != SASL_AUTHENTICATE:
             # Kafka answers that request type's error response (ILLEGAL_SASL_STATE) after the
-            # failure delay; the connection closes either way.
+            # failure delay, then closes; a request it cannot parse is closed unanswered.
+            answer = illegal_state_response(header.api_key, header.api_version, view, header.size)
             await self._fail(
                 conn,
-                f"Unexpected Kafka request of type {header.api_key} during SASL authentication.",
-                None,
-                None,
+                unexpected_request_message(header.api_key),
+                header.correlation_id if answer else None,
+                answer,
+                response_header_flexible(header.api_key, header.api_version),
             )
             return
         version = header.api_version
@@ -340,6 +361,53 @@ class SaslAuthenticator:
         if response is not None and correlation_id is not None:
             conn._write_body(correlation_id, flexible, response)
         raise CloseConnection(f"Failed authentication with {conn.peer} ({why})")
+
+
+def illegal_state_response(api_key: int, version: int, view: memoryview, pos: int) -> bytes | None:
+    """The API's error response (Kafka's ``getErrorResponse``) with ILLEGAL_SASL_STATE: the
+    top-level error code where the API has one, Metadata's requested topics each carrying
+    it; None when the request cannot be parsed (Kafka closes without an answer)."""
+    spec = REGISTRY.get(api_key)
+    if spec is None or not spec.min_version <= version <= spec.max_version:
+        return None
+    try:
+        request = decode_request_body(api_key, version, view, pos)
+        rtype = response_type(api_key, version)
+    except (FrameError, LookupError, ValueError):
+        return None
+    code = ErrorCode.illegal_sasl_state
+    fields: dict[str, Any] = {}
+    if has_field(rtype, "error_code"):
+        fields["error_code"] = code
+    if has_field(rtype, "error_message"):  # ApiError.fromThrowable: the exception's text
+        fields["error_message"] = unexpected_request_message(api_key)
+    no_node = dict(node_id=-1, host="", port=-1)
+    if api_key == FIND_COORDINATOR and version < 4:  # Errors.message(), Node.noNode()
+        fields.update(no_node, error_message=ILLEGAL_SASL_STATE_MESSAGE)
+    elif api_key == FIND_COORDINATOR:
+        fields["coordinators"] = [
+            dict(no_node, key=k, error_code=code, error_message=ILLEGAL_SASL_STATE_MESSAGE)
+            for k in request.coordinator_keys
+        ]
+    if api_key == METADATA:
+        fields["topics"] = [
+            dict(
+                name=t.name or "",
+                topic_id=getattr(t, "topic_id", None),
+                error_code=ErrorCode.illegal_sasl_state,
+                is_internal=False,
+                partitions=[],
+            )
+            for t in request.topics or ()
+        ]
+    return encode_body(build(rtype, **fields))
+
+
+def unexpected_request_message(api_key: int) -> str:
+    """IllegalSaslStateException's text, naming the API as Kafka's ApiKeys enum does."""
+    spec = REGISTRY.get(api_key)
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", spec.name).upper() if spec else str(api_key)
+    return f"Unexpected Kafka request of type {name} during SASL authentication."
 
 
 def frame_api_key(frame: bytearray) -> int:

@@ -18,6 +18,10 @@ from pybroker.protocol import scram
 
 if TYPE_CHECKING:
     from pybroker.broker.delegation_tokens import TokenCredential
+    from pybroker.protocol.jwt import ValidatedToken
+
+# a signed JWT -> its principal and expiry, or None when it is refused
+TokenValidator = Callable[[str], Awaitable["ValidatedToken | None"]]
 
 
 class SaslFailure(Exception):
@@ -168,9 +172,19 @@ class OAuthBearerServer:
     ``unsecuredValidatorAllowableClockSkewMs``), ``iat`` not in the future, and every
     ``unsecuredValidatorRequiredScope`` in the ``scope`` claim. A refused token gets a JSON
     challenge; the client's ``\\x01`` answer to it then fails with that JSON as the message.
-    The token's ``exp`` bounds the session (KIP-368), as Kafka's credential lifetime does."""
+    The token's ``exp`` bounds the session (KIP-368), as Kafka's credential lifetime does.
 
-    def __init__(self, options: Mapping[str, str], now_ms: Callable[[], int]) -> None:
+    With ``validator`` (Kafka's OAuthBearerValidatorCallbackHandler, broker/oauth_validation.py)
+    the token is a signed JWT checked against a JWK set instead; any refusal is
+    ``invalid_token``, as in Kafka."""
+
+    def __init__(
+        self,
+        options: Mapping[str, str],
+        now_ms: Callable[[], int],
+        validator: TokenValidator | None = None,
+    ) -> None:
+        self.validator = validator
         self.principal_claim = options.get("unsecuredValidatorPrincipalClaimName", "sub")
         self.scope_claim = options.get("unsecuredValidatorScopeClaimName", "scope")
         self.required_scope = [
@@ -194,7 +208,8 @@ class OAuthBearerServer:
         auth = pairs.get("auth", "")
         if not auth.startswith("Bearer "):
             raise generic_failure("OAUTHBEARER")
-        failure = self._validate(auth[len("Bearer ") :].strip())
+        jws = auth[len("Bearer ") :].strip()
+        failure = await self._validate_jwt(jws) if self.validator else self._validate(jws)
         if failure is not None:
             status, scope = failure
             self._error = f'{{"status":"{status}"' + (f', "scope":"{scope}"' if scope else "") + "}"
@@ -207,6 +222,15 @@ class OAuthBearerServer:
             )
         self.complete = True
         return b""
+
+    async def _validate_jwt(self, jws: str) -> tuple[str, str] | None:
+        assert self.validator is not None
+        token = await self.validator(jws)
+        if token is None:
+            return "invalid_token", ""
+        self.username = token.principal
+        self.credential_expiry_ms = token.expiry_ms
+        return None
 
     def _validate(self, jws: str) -> tuple[str, str] | None:
         parts = jws.split(".")

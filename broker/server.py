@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pybroker.broker.handlers.all  # noqa: F401  (registers every handler)
 from pybroker.broker.acceptor import Acceptor, Endpoint
+from pybroker.broker.client_metrics import ClientMetricsManager
 from pybroker.broker.client_quota_manager import ClientQuotaManager
 from pybroker.broker.clock import now_ms
 from pybroker.broker.connection_limits import (
@@ -27,6 +28,7 @@ from pybroker.broker.connection_limits import (
     RequestBudget,
     resolve_overrides,
 )
+from pybroker.broker.console.api import ConsoleSources
 from pybroker.broker.delegation_tokens import DelegationTokenManager
 from pybroker.broker.fetch_sessions import FetchSessionCache
 from pybroker.broker.groups.consumer_coordinator import ConsumerGroupConfig, ConsumerGroupManager
@@ -108,6 +110,7 @@ class Broker:
         self.tls_raw = dict(config.raw)  # + dynamic listener SSL updates (AlterConfigs)
         # SASL listeners' settings (bad JAAS lines refuse start-up) and our own credentials.
         self.sasl = SaslService(config)
+        self.client_metrics: ClientMetricsManager | None = None  # KIP-714, set in start()
         # Delegation tokens (KIP-48): the store is attached once metadata is up.
         self.delegation_tokens = DelegationTokenManager(
             config.values.get("delegation.token.secret.key")
@@ -266,6 +269,18 @@ class Broker:
         self.http = await start_endpoint(
             self.config.values[HTTP_SETTING],
             self.readiness,
+            console=ConsoleSources(
+                config=self.config,
+                node_id=self.node_id,
+                cluster_mode=self.cluster is not None,
+                replica_manager=self.replica_manager,
+                log_manager=self.log_manager,
+                group_coordinator=self.group_coordinator,
+                txn_coordinator=self.txn_coordinator,
+                authorizer=self.authorizer,
+                sasl=self.sasl,
+                client_metrics=lambda: self.client_metrics,
+            ),
             requests=self.network.requests,
             replica_manager=self.replica_manager,
             log_manager=self.log_manager,
@@ -334,6 +349,10 @@ class Broker:
             poll=cluster is not None,
         )
         await self.client_quotas.start()
+        self.client_metrics = ClientMetricsManager(  # KIP-714 client telemetry
+            self.entity_configs, self.config.values["telemetry.max.bytes"], poll=cluster is not None
+        )
+        await self.client_metrics.start()
         self.group_coordinator.start()
         self.txn_coordinator.start()
         from pybroker.broker.connection import KafkaConnection
@@ -479,6 +498,8 @@ class Broker:
         self.readiness.serving = False
         if getattr(self, "client_quotas", None) is not None:
             self.client_quotas.stop()
+        if self.client_metrics is not None:
+            self.client_metrics.stop()
         self.group_coordinator.shutdown()  # answers waiting JoinGroup/SyncGroup
         self.txn_coordinator.shutdown()
         if self._acceptor is not None:

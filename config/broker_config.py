@@ -269,6 +269,37 @@ _BROKER_DEFS: list[ConfigDef] = [
         _string,
         "Mechanism this broker uses on a SASL inter-broker listener.",
     ),
+    # OAUTHBEARER token validation (KIP-768); listener.name.<l>.oauthbearer.<key> overrides.
+    _def(
+        "sasl.server.callback.handler.class",
+        "class",
+        None,
+        _string,
+        "OAUTHBEARER: Kafka's OAuthBearerValidatorCallbackHandler validates signed JWTs on "
+        "a JWK set; unset = unsecured development tokens.",
+    ),
+    _def(
+        "sasl.oauthbearer.jwks.endpoint.url",
+        "string",
+        None,
+        _string,
+        "JWK set of the token issuer: a file: URL (re-read when it changes) or http(s).",
+    ),
+    _def(
+        "sasl.oauthbearer.jwt.validator.class",
+        "class",
+        "org.apache.kafka.common.security.oauthbearer.DefaultJwtValidator",
+        _string,
+        "DefaultJwtValidator or BrokerJwtValidator: both verify signatures on the JWK set.",
+    ),
+    _def("sasl.oauthbearer.jwks.endpoint.refresh.ms", "long", 3_600_000, _long()),
+    _def("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", "long", 100, _long()),
+    _def("sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms", "long", 10_000, _long()),
+    _def("sasl.oauthbearer.clock.skew.seconds", "int", 30, _int()),
+    _def("sasl.oauthbearer.expected.issuer", "string", None, _string),
+    _def("sasl.oauthbearer.expected.audience", "list", None, _string),
+    _def("sasl.oauthbearer.sub.claim.name", "string", "sub", _string),
+    _def("sasl.oauthbearer.scope.claim.name", "string", "scope", _string),
     # Delegation tokens (KIP-48): unset secret key = tokens disabled.
     _def(
         "delegation.token.secret.key",
@@ -377,6 +408,8 @@ _BROKER_DEFS: list[ConfigDef] = [
     # Client quotas (broker.client_quota_manager): Kafka's sample windows.
     _def("quota.window.num", "int", 11, _int(1)),
     _def("quota.window.size.seconds", "int", 1, _int(1)),
+    # KIP-714: the largest PushTelemetry payload a client may send (broker.client_metrics).
+    _def("telemetry.max.bytes", "int", 1024 * 1024, _int(1)),
     # KIP-113's quota on moving replicas between log dirs (replication.log_dir_mover).
     _def("replica.alter.log.dirs.io.max.bytes.per.second", "long", 2**63 - 1, _long(1)),
     # Replication.
@@ -536,7 +569,7 @@ KNOWN_KAFKA_KEYS: frozenset[str] = frozenset(
     share.fetch.purgatory.purge.interval.requests ssl.engine.factory.class
     ssl.keymanager.algorithm ssl.trustmanager.algorithm ssl.secure.random.implementation
     ssl.provider socket.connection.setup.timeout.max.ms
-    socket.connection.setup.timeout.ms telemetry.max.bytes
+    socket.connection.setup.timeout.ms
     transaction.partition.verification.enable unclean.leader.election.interval.ms
     unstable.api.versions.enable unstable.feature.versions.enable zookeeper.clientCnxnSocket
     zookeeper.max.in.flight.requests zookeeper.metadata.migration.enable

@@ -19,6 +19,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pybroker.broker.context import RequestContext
+from pybroker.broker.handlers.client_metrics_configs import (
+    alter_client_metrics,
+    describe_client_metrics,
+)
 from pybroker.broker.handlers.registry import api
 from pybroker.broker.security.authz import (
     CLUSTER_NAME,
@@ -341,6 +345,8 @@ def _describe_one(ctx: RequestContext, request: Any, resource: Any) -> dict[str,
             configs = _describe_broker(ctx, name, keys, synonyms, docs)
         elif rtype == RESOURCE_BROKER_LOGGER:
             configs = _describe_broker_logger(ctx, name, keys)
+        elif rtype == RESOURCE_CLIENT_METRICS:
+            configs = describe_client_metrics(ctx, name, keys, synonyms, docs)
         else:
             # An unknown type never reaches ConfigHelper: the bare INVALID_REQUEST message.
             raise _invalid_request(_INVALID_REQUEST_MESSAGE)
@@ -485,6 +491,8 @@ async def _alter_legacy(ctx: RequestContext, resource: Any, validate_only: bool)
     elif rtype == RESOURCE_BROKER:
         if not _reload_tls(ctx, name, configs, validate_only):
             _refuse_broker_change(ctx, name, list(configs))
+    elif rtype == RESOURCE_CLIENT_METRICS:
+        await alter_client_metrics(ctx, name, resource.configs, validate_only, incremental=False)
     else:
         raise _invalid_request(f"Unknown resource type {rtype}")
 
@@ -587,6 +595,8 @@ async def _alter_incremental(ctx: RequestContext, resource: Any, validate_only: 
             _refuse_broker_change(ctx, name, changed)
     elif rtype == RESOURCE_BROKER_LOGGER:
         _set_logger_levels(ctx, resource, validate_only)
+    elif rtype == RESOURCE_CLIENT_METRICS:
+        await alter_client_metrics(ctx, name, resource.configs, validate_only, incremental=True)
     else:
         raise _invalid_request(f"Unknown resource type {rtype}")
 

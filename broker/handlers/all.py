@@ -23,5 +23,6 @@ from pybroker.broker.handlers import (  # noqa: F401
     reassignments,
     sasl,
     scram_credentials,
+    telemetry,
     txn,
 )

@@ -1,6 +1,6 @@
 """What /metrics costs: produce throughput with the HTTP endpoint on (and scraped) vs off.
 
-    .venv/bin/python tests/bench/bench_metrics.py [--rounds 3]
+    .venv/bin/python tests/bench/bench_metrics.py [--rounds 3] [--scale 1]
 
 Two brokers in the same run: one with ``pybroker.http.listener`` set (request timing and
 counters on; another process scrapes it once a second, 15x Prometheus' default rate), one
@@ -112,7 +112,13 @@ def stop_scraper(proc: subprocess.Popen[str]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="records per phase x this (longer, steadier)"
+    )
     args = parser.parse_args()
+    workloads = {
+        name: dict(w, records=int(w["records"] * args.scale)) for name, w in WORKLOADS.items()
+    }
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
         on = BrokerProcess(Path(tmp) / "on")
         off = BrokerProcess(Path(tmp) / "off", overrides={"pybroker.http.listener": ""})
@@ -124,7 +130,7 @@ def main() -> int:
         cpu: dict[tuple[str, str], list[float]] = {}
         try:
             for r in range(args.rounds):
-                for name, w in WORKLOADS.items():
+                for name, w in workloads.items():
                     order = (("on", on), ("off", off)) if r % 2 == 0 else (("off", off), ("on", on))
                     for label, broker in order:
                         assert broker.proc is not None

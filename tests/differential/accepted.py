@@ -14,10 +14,11 @@ _NO_DYNAMIC_BROKER_CONFIGS = (
 )
 
 ACCEPTED: dict[str, str] = {
-    "sasl-request-during-authentication-step1-closed": (
-        "a request other than SaslAuthenticate between SaslHandshake and authentication: "
-        "Kafka answers it with that API's generic error response (ILLEGAL_SASL_STATE), then "
-        "closes the connection; pybroker closes it without answering (both refuse and close)"
+    "sasl-oauthbearer-jwks-default-validator-bad-signature-step[12]": (
+        "Kafka 4.1.1's default sasl.oauthbearer.jwt.validator.class (DefaultJwtValidator, "
+        "built without a key resolver) falls back to ClientJwtValidator on the broker and "
+        "accepts a token whose signature does not match the JWK set; pybroker verifies the "
+        "signature with either class name (Kafka needs BrokerJwtValidator named to do so)"
     ),
     "api-versions-v[34]": (
         "supported/finalized features (KIP-584) are KRaft's feature levels (metadata.version, "

@@ -1065,6 +1065,13 @@ def cases() -> list[Case]:
             accepted=lambda r: r["error_code"] != 0,
         ),
         Case(
+            "list-config-resources",
+            74,
+            1,
+            _req(74, 1, resource_types=[16]),
+            [(*CLUSTER, "DESCRIBE_CONFIGS")],
+        ),
+        Case(
             "describe-topic-partitions",
             75,
             0,
@@ -1075,7 +1082,14 @@ def cases() -> list[Case]:
     ]
 
 
-AUTHORIZATION_FREE = {17: "SaslHandshake", 18: "ApiVersions", 36: "SaslAuthenticate"}
+AUTHORIZATION_FREE = {
+    17: "SaslHandshake",
+    18: "ApiVersions",
+    36: "SaslAuthenticate",
+    # KIP-714: Kafka's KafkaApis authorizes neither (test_diff_telemetry compares them).
+    71: "GetTelemetrySubscriptions",
+    72: "PushTelemetry",
+}
 
 
 def _run(cases_: Cases, admin: DifferentialPair, client: DifferentialPair, case: Case) -> list[str]:

@@ -157,6 +157,14 @@ def test_the_files_the_dockerfile_copies_build_the_package(tmp_path: Path) -> No
     assert "pybroker/broker/cli.py" in sources
     assert sources - names == set()
     assert "pybroker/config/server.properties" in names
+    # The web console's pages are package data: every file beside its modules ships.
+    console = {
+        f"pybroker/broker/console/{path.name}"
+        for path in (ROOT / "broker" / "console").iterdir()
+        if path.suffix in (".html", ".js", ".css")
+    }
+    assert {"pybroker/broker/console/index.html", "pybroker/broker/console/app.js"} <= console
+    assert console - names == set()
 
 
 def healthcheck(port: int) -> subprocess.CompletedProcess[str]:

@@ -3,26 +3,18 @@ under-min-ISR) partition while a follower is down, and none once it is back in t
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.cluster import Cluster
+from tests.support.prometheus import scrape
 
 
 def gauges(port: int) -> dict[str, float]:
     """The label-less samples of a broker's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    return {
-        s.name: s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if not s.labels
-    }
+    return {name: v for (name, labels), v in scrape(port).items() if not labels}
 
 
 @pytest.fixture

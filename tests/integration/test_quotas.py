@@ -395,8 +395,11 @@ def test_request_percentage_throttles_and_mutes(quota_broker: BrokerProcess) -> 
     the throttle (at most one window) is in the response, and the next request on the
     connection is only read once the mute is over."""
     from tests.support.differential import request_for
+    from tests.support.prometheus import scrape, value
     from tests.support.wire import KafkaWire
 
+    throttle_sum = "kafka_network_requestmetrics_throttletimems_sum"
+    before = value(scrape(quota_broker.http_port), throttle_sum, request="Metadata")
     set_client_quota(quota_broker.bootstrap, "quota-req", "request_percentage", 0.001)
     wire = KafkaWire(port=quota_broker.port, client_id="quota-req")
     other = KafkaWire(port=quota_broker.port, client_id="quota-unlimited")
@@ -415,6 +418,10 @@ def test_request_percentage_throttles_and_mutes(quota_broker: BrokerProcess) -> 
                 assert took >= t_prev - 0.05, throttles
         free = other.request(request_for(3, 12, topics=None))
         assert free.throttle_time.total_seconds() == 0
+        # The throttle each response carried is in the ThrottleTimeMs histogram.
+        after = value(scrape(quota_broker.http_port), throttle_sum, request="Metadata")
+        carried_ms = sum(round(t * 1000) for t, _ in throttles)
+        assert after - before >= carried_ms > 0, (before, after, throttles)
     finally:
         wire.close()
         other.close()

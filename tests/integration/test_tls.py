@@ -1,6 +1,7 @@
-"""SSL listeners (issue 12, TLS): real clients produce and consume over TLS and mTLS, the
-broker maps client certificates to principals, refuses bad key stores at start-up, shrugs
-off plaintext clients on its TLS port, and replicates over SSL in a cluster.
+"""SSL listeners (issue 12, TLS): Kafka's Java client produces and consumes over mTLS (the
+other clients' TLS and mTLS round trips are in test_security_matrix.py), the broker maps
+client certificates to principals, refuses bad key stores at start-up, shrugs off plaintext
+clients on its TLS port, and replicates over SSL in a cluster.
 
 The module broker has three listeners: PLAINTEXT, SSL (PKCS12 key store, client certificate
 requested) and MTLS (an SSL listener with a PEM key store file, client certificate required
@@ -10,7 +11,6 @@ is observable in its log.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import ssl
@@ -31,7 +31,6 @@ from tests.support.cluster import Cluster
 from tests.support.kafka_ref import console_roundtrip
 from tests.support.tls_certs import PASSWORD, CertSet, another_broker_store, make_certs
 
-JS_DIR = ROOT / "tests" / "js"
 MTLS_RULES = "RULE:^CN=([^,]+),OU=clients,.*$/$1/U,DEFAULT"
 
 
@@ -172,31 +171,6 @@ def confluent_roundtrip(
     clients.confluent_roundtrip(settings, topic or topic_name("confluent-tls"), count)
 
 
-def test_confluent_kafka_over_ssl(tls_broker: TlsBroker, certs: CertSet) -> None:
-    confluent_roundtrip(
-        tls_broker.ssl_bootstrap,
-        {"security.protocol": "SSL", "ssl.ca.location": str(certs.ca_cert)},
-    )
-
-
-def test_confluent_kafka_over_mtls_maps_the_principal(
-    tls_broker: TlsBroker, certs: CertSet
-) -> None:
-    start = len(tls_broker.log())
-    confluent_roundtrip(
-        tls_broker.mtls_bootstrap,
-        {
-            "security.protocol": "SSL",
-            "ssl.ca.location": str(certs.ca_cert),
-            "ssl.certificate.location": str(certs.client_cert),
-            "ssl.key.location": str(certs.client_key),
-        },
-    )
-    # RULE:^CN=([^,]+),OU=clients,.*$/$1/U maps CN=alice,OU=clients,O=pybroker,C=US.
-    new = wait_log(tls_broker, "on MTLS: principal User:ALICE", start)
-    assert "principal User:CN=alice" not in new
-
-
 def test_ssl_listener_principal_is_the_dn_or_anonymous(
     tls_broker: TlsBroker, certs: CertSet
 ) -> None:
@@ -261,127 +235,6 @@ def test_a_stalled_handshake_times_out(tls_broker: TlsBroker) -> None:
     assert HANDSHAKE_TIMEOUT_S - 1 <= waited <= HANDSHAKE_TIMEOUT_S + 5
     new = wait_log(tls_broker, "Failed authentication", start)
     assert "SSL handshake is taking longer" in new
-
-
-def test_kafka_python_over_ssl(tls_broker: TlsBroker, certs: CertSet) -> None:
-    from kafka import KafkaConsumer, KafkaProducer
-
-    topic = topic_name("kafka-python-tls")
-    conf = {
-        "bootstrap_servers": tls_broker.mtls_bootstrap,
-        "security_protocol": "SSL",
-        "ssl_cafile": str(certs.ca_cert),
-        "ssl_certfile": str(certs.client_cert),
-        "ssl_keyfile": str(certs.client_key),
-    }
-    producer = KafkaProducer(acks="all", **conf)
-    values = [f"kp-{i}".encode() for i in range(100)]
-    for v in values:
-        producer.send(topic, v)
-    producer.flush(30)
-    producer.close()
-    consumer = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=15000, **conf)
-    got = []
-    for m in consumer:
-        got.append(m.value)
-        if len(got) == len(values):
-            break
-    consumer.close()
-    assert got == values
-
-
-async def test_aiokafka_over_ssl(tls_broker: TlsBroker, certs: CertSet) -> None:
-    import asyncio
-
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-    from aiokafka.helpers import create_ssl_context
-
-    topic = topic_name("aiokafka-tls")
-    ctx = create_ssl_context(cafile=str(certs.ca_cert))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=tls_broker.ssl_bootstrap, security_protocol="SSL", ssl_context=ctx
-    )
-    await producer.start()
-    values = [f"aio-{i}".encode() for i in range(100)]
-    try:
-        for v in values:
-            await producer.send(topic, v)
-        await producer.flush()
-    finally:
-        await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=tls_broker.ssl_bootstrap,
-        security_protocol="SSL",
-        ssl_context=ctx,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    got: list[bytes] = []
-    try:
-        async with asyncio.timeout(30):
-            async for m in consumer:
-                got.append(m.value)
-                if len(got) == len(values):
-                    break
-    finally:
-        await consumer.stop()
-    assert got == values
-
-
-def test_kcat_over_mtls(tls_broker: TlsBroker, certs: CertSet) -> None:
-    topic = topic_name("kcat-tls")
-    ssl_args = [
-        "-b", tls_broker.mtls_bootstrap,
-        "-X", "security.protocol=SSL",
-        "-X", f"ssl.ca.location={certs.ca_cert}",
-        "-X", f"ssl.certificate.location={certs.client_cert}",
-        "-X", f"ssl.key.location={certs.client_key}",
-    ]  # fmt: skip
-    values = [f"kcat-{i}" for i in range(50)]
-    produced = subprocess.run(
-        ["kcat", *ssl_args, "-P", "-t", topic],
-        input="\n".join(values) + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert produced.returncode == 0, produced.stderr
-    consumed = subprocess.run(
-        ["kcat", *ssl_args, "-C", "-t", topic, "-o", "beginning", "-c", str(len(values)), "-e"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert consumed.returncode == 0, consumed.stderr
-    assert consumed.stdout.splitlines() == values
-
-
-def test_kafkajs_over_ssl(tls_broker: TlsBroker, certs: CertSet) -> None:
-    topic = topic_name("kafkajs-tls")
-    config = {
-        "brokers": tls_broker.ssl_bootstrap,
-        "topic": topic,
-        "count": 100,
-        "ca": str(certs.ca_cert),
-        "cert": str(certs.client_cert),
-        "key": str(certs.client_key),
-        "deadline_s": 60,
-    }
-    done = subprocess.run(
-        ["node", str(JS_DIR / "tls.js"), json.dumps(config)],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=JS_DIR,
-        check=False,
-    )
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert lines, done.stdout + done.stderr
-    result = json.loads(lines[-1][len("RESULT ") :])
-    assert result.get("consumed") == [f"tls-{i}" for i in range(100)], result
 
 
 def test_java_console_tools_over_mtls(

@@ -47,16 +47,27 @@ class DriverRun:
     seconds: float
 
 
-def driver_command(scenario: str, bootstrap: str, params: dict[str, object]) -> list[str]:
+def driver_command(
+    scenario: str,
+    bootstrap: str,
+    params: dict[str, object],
+    jvm_options: tuple[str, ...] = (),
+) -> list[str]:
+    """``jvm_options``: extra ``-D...`` properties, e.g. a client logger's level."""
     args = [f"bootstrap={bootstrap}", *(f"{k}={v}" for k, v in params.items())]
-    return ["java", *JVM_OPTS, "-cp", require_driver(), MAIN_CLASS, scenario, *args]
+    return ["java", *JVM_OPTS, *jvm_options, "-cp", require_driver(), MAIN_CLASS, scenario, *args]
 
 
 def run_scenario(
-    scenario: str, bootstrap: str, *, timeout: float = 120.0, **params: object
+    scenario: str,
+    bootstrap: str,
+    *,
+    timeout: float = 120.0,
+    jvm_options: tuple[str, ...] = (),
+    **params: object,
 ) -> DriverRun:
     """Run one scenario to completion; a failed scenario fails with the client's log."""
-    cmd = driver_command(scenario, bootstrap, params)
+    cmd = driver_command(scenario, bootstrap, params, jvm_options)
     started = time.monotonic()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     seconds = time.monotonic() - started

@@ -22,6 +22,11 @@ from tests.support.broker import ROOT, free_port, wait_for_port
 
 KAFKA_LIB = ROOT / ".kafka" / "lib"
 LOG4J_CONFIG = ROOT / "tests" / "kafka_ref" / "log4j2.yaml"
+# Our classes on the reference's classpath: a KIP-714 telemetry receiver (metric.reporters),
+# so that Kafka advertises and serves client telemetry as pybroker does.
+REF_SOURCES = ROOT / "tests" / "kafka_ref" / "telemetry"
+REF_CLASSES = ROOT / ".kafka" / "ref-classes"
+TELEMETRY_RECEIVER = "pybroker.ref.TelemetryReceiver"
 
 # bin/kafka-*.sh -> main class, for Kafka 4.1.
 TOOLS = {
@@ -103,16 +108,44 @@ def require_kafka_lib() -> Path:
     return KAFKA_LIB
 
 
-def java_command(main_class: str, args: list[str], *, level: str = "WARN") -> list[str]:
-    """``java`` with Kafka's classpath and our log4j2 config, running ``main_class``."""
+def ensure_ref_classes() -> Path:
+    """Compile REF_SOURCES into REF_CLASSES (javac, against Kafka's jars) when stale."""
+    sources = sorted(REF_SOURCES.rglob("*.java"))
+    stamp = REF_CLASSES / ".compiled"
+    newest = max(p.stat().st_mtime for p in sources)
+    if not stamp.exists() or stamp.stat().st_mtime < newest:
+        REF_CLASSES.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "javac",
+                "-d",
+                str(REF_CLASSES),
+                "-cp",
+                f"{require_kafka_lib()}/*",
+                *map(str, sources),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        stamp.touch()
+    return REF_CLASSES
+
+
+def java_command(
+    main_class: str, args: list[str], *, level: str = "WARN", jvm_options: tuple[str, ...] = ()
+) -> list[str]:
+    """``java`` with Kafka's classpath and our log4j2 config, running ``main_class``
+    (``jvm_options``: extra ``-D...`` system properties, as KAFKA_OPTS would add)."""
     lib = require_kafka_lib()
     return [
         "java",
         *(BROKER_JVM_OPTS if main_class == "kafka.Kafka" else TOOL_JVM_OPTS),
+        *jvm_options,
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         f"-Dpybroker.kafka.level={level}",
         "-cp",
-        f"{lib}/*",
+        f"{lib}/*:{REF_CLASSES}",
         main_class,
         *args,
     ]
@@ -186,6 +219,8 @@ class KafkaReference:
         self.port = free_port()
         self.controller_port = free_port()
         self.overrides = dict(overrides or {})
+        # KAFKA_OPTS of the broker JVM, e.g. -Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=
+        self.jvm_options: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir.parent / f"kafka-{self.port}.log"
         self.config_path = self.data_dir.parent / f"kafka-{self.port}.properties"
@@ -220,6 +255,7 @@ class KafkaReference:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            "metric.reporters": TELEMETRY_RECEIVER,  # KIP-714 on, as in pybroker
             **self.overrides,
         }
 
@@ -243,12 +279,18 @@ class KafkaReference:
         ).check()
 
     def start(self, timeout: float = 60.0) -> KafkaReference:
+        ensure_ref_classes()
         if not (self.data_dir / "meta.properties").exists():
             self.format()
         else:
             self.write_config()
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        cmd = java_command("kafka.Kafka", [str(self.config_path)], level="INFO")
+        cmd = java_command(
+            "kafka.Kafka",
+            [str(self.config_path)],
+            level="INFO",
+            jvm_options=tuple(self.jvm_options),
+        )
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         try:
