@@ -11,6 +11,13 @@ queue (queued.max.requests) when it is complete; each connection also reads ahea
 MAX_QUEUED_FRAMES requests and socket.request.max.bytes of them. When any bound is hit
 the connection stops reading (TCP pushes back on the client) and resumes when there is
 room again; nothing is dropped.
+
+Receiving (issue 14) uses asyncio's BufferedProtocol: the transport reads into buffers we
+hand it. Small requests land in a per-connection read buffer and are copied out whole;
+a request of DIRECT_FRAME bytes or more gets a buffer of its own (reused across requests,
+receive_buffers.BufferPool) and the rest of it is read straight into it. Produce records
+are then decoded as views of that buffer (protocol/produce_decode), so a request's bytes
+are copied by the kernel and by nothing else before the handler sees them.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from pybroker.broker.handlers.api_versions import (
     unsupported_version_body,
 )
 from pybroker.broker.handlers.registry import REGISTRY, ApiSpec
+from pybroker.broker.receive_buffers import BufferPool
 from pybroker.protocol.codec import (
     FrameError,
     decode_request_body,
@@ -51,13 +59,19 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_FRAMES = 64
 WRITE_BUFFER_PAUSE = 4 * 1024 * 1024
 COPY_CHUNK = 1024 * 1024
+READ_BUFFER = 16 * 1024  # each connection's read buffer for small requests
+DIRECT_FRAME = 8 * 1024  # a request this big is read into a buffer of its own
+MIN_READ = 2048  # compact the read buffer when less room than this is left at its end
+
+# A queued request: a copy (small requests) or a view of a pooled buffer (large ones).
+Frame = bytearray | memoryview
 
 
 class CloseConnection(Exception):
     """Raised by a handler to drop this connection after logging why."""
 
 
-class KafkaConnection(asyncio.Protocol):
+class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(
         self,
         broker: Broker,
@@ -79,10 +93,17 @@ class KafkaConnection(asyncio.Protocol):
         self._on_close = on_close
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self._buf = bytearray()
-        self._frames: deque[bytearray] = deque()
+        self._rbuf = bytearray(READ_BUFFER)
+        self._rview = memoryview(self._rbuf)
+        self._start = 0  # the unparsed bytes are _rbuf[_start:_end]
+        self._end = 0
+        self._pool: BufferPool = network.buffers
+        self._direct: bytearray | None = None  # the large request being read into its own
+        self._direct_size = 0  # buffer: its size, and how much of it has arrived
+        self._direct_filled = 0
+        self._frames: deque[Frame] = deque()
         self._queued_bytes = 0  # bytes of the frames in _frames
-        self._reserved: int | None = None  # pool bytes taken for the frame at the head of _buf
+        self._reserved: int | None = None  # pool bytes taken for the frame being received
         self._blocked = False  # the next frame waits for room; reading is paused
         self._eof = False
         self._wakeup = asyncio.Event()
@@ -148,7 +169,8 @@ class KafkaConnection(asyncio.Protocol):
         self.budget.cancel(self)
         queued, held = len(self._frames), self._queued_bytes + (self._reserved or 0)
         self._frames.clear()
-        self._buf.clear()
+        self._start = self._end = 0
+        self._direct = None
         self._queued_bytes = 0
         self._reserved = None
         self.budget.dequeue(queued)
@@ -165,10 +187,49 @@ class KafkaConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._drained.set()
 
-    def data_received(self, data: bytes) -> None:
-        self._buf += data
+    # ------------------------------------------------------------ receiving
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the transport reads next: the rest of a large request, else the read buffer."""
+        direct = self._direct
+        if direct is not None and self._direct_filled < self._direct_size:
+            return memoryview(direct)[self._direct_filled : self._direct_size]
+        if len(self._rbuf) - self._end < MIN_READ:
+            self._compact()
+        return self._rview[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
         self.last_active = time.monotonic()
+        if self._direct is not None and self._direct_filled < self._direct_size:
+            self._direct_filled += nbytes
+            if self._direct_filled < self._direct_size:
+                return  # nothing to admit until the request is complete
+        else:
+            self._end += nbytes
         self._admit()
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes handed over whole (tests, transports without buffered reads): the same path."""
+        view = memoryview(data)
+        while view and not self._closing:
+            buf = self.get_buffer(len(view))
+            n = min(len(buf), len(view))
+            buf[:n] = view[:n]
+            del buf
+            view = view[n:]
+            self.buffer_updated(n)
+
+    def _compact(self) -> None:
+        """Move the unparsed bytes to the front of the read buffer; grow it when they fill
+        it (only while reading is paused, or bytes are handed over whole)."""
+        start, end = self._start, self._end
+        n = end - start
+        if n + MIN_READ > len(self._rbuf):
+            grown = bytearray(max(2 * len(self._rbuf), n + MIN_READ))
+            grown[:n] = self._rview[start:end]
+            self._rbuf, self._rview = grown, memoryview(grown)
+        elif start:
+            self._rview[:n] = self._rview[start:end]  # memoryview assignment is a memmove
+        self._start, self._end = 0, n
 
     def eof_received(self) -> bool | None:
         # The client half-closed: finish the requests it sent, then close.
@@ -178,14 +239,40 @@ class KafkaConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ admission
     def _admit(self) -> None:
-        """Move complete frames from the read buffer to the queue while every bound allows."""
+        """Queue complete requests while every bound allows; pause reading when one does not."""
         if self._closing:
             return
-        buf = self._buf
+        blocked = queued = False
+        direct = self._direct
+        if direct is not None and self._direct_filled == self._direct_size:
+            if self.budget.try_queue():
+                self._queue(memoryview(direct)[: self._direct_size])
+                self._direct = direct = None
+                queued = True
+            else:
+                blocked = True
+                self.budget.wait(self, self._admit)
+        if direct is None and not blocked:
+            blocked, moved = self._admit_buffered()
+            queued = queued or moved
+        if queued or (self._blocked and not blocked):
+            self._wakeup.set()
+        self._blocked = blocked
+        self._set_reading(not blocked)
+
+    def _queue(self, frame: Frame) -> None:
+        self._frames.append(frame)
+        self._queued_bytes += len(frame)
+        self._reserved = None
+
+    def _admit_buffered(self) -> tuple[bool, bool]:
+        """Admit the requests in the read buffer: (blocked, any queued). A large request
+        that is still arriving moves to a buffer of its own."""
+        buf = self._rbuf
+        pos, end = self._start, self._end
         frames = self._frames
-        pos = 0
-        blocked = False
-        while (size := peek_frame_size(buf, pos)) is not None:
+        blocked = queued = False
+        while (size := peek_frame_size(buf, pos, end)) is not None:
             if self._reserved is None:
                 if self.sasl is not None and size > self.sasl.max_receive:
                     log.warning(  # Kafka: "invalid receive size" fails SASL authentication
@@ -196,7 +283,7 @@ class KafkaConnection(asyncio.Protocol):
                         self.sasl.max_receive,
                     )
                     self.close()
-                    return
+                    return False, queued
                 if size < 0 or size > self.max_request:
                     log.warning(
                         "Closing connection from %s: request size %d is outside [0, %d] "
@@ -206,7 +293,7 @@ class KafkaConnection(asyncio.Protocol):
                         self.max_request,
                     )
                     self.close()
-                    return
+                    return False, queued
                 if len(frames) >= MAX_QUEUED_FRAMES or (
                     frames and self._queued_bytes + size > self.max_request
                 ):
@@ -217,23 +304,30 @@ class KafkaConnection(asyncio.Protocol):
                     self.budget.wait(self, self._admit)
                     break
                 self._reserved = size
-            end = pos + SIZE_PREFIX + size
-            if end > len(buf):
+            body = pos + SIZE_PREFIX
+            if body + size > end:
+                if size >= DIRECT_FRAME:  # read the rest straight into a buffer of its own
+                    direct = self._pool.take(size)
+                    have = end - body
+                    direct[:have] = self._rview[body:end]
+                    self._direct, self._direct_size, self._direct_filled = direct, size, have
+                    pos = end
                 break  # the body is still on its way: keep reading into reserved memory
             if not self.budget.try_queue():
                 blocked = True
                 self.budget.wait(self, self._admit)
                 break
-            frames.append(buf[pos + SIZE_PREFIX : end])
-            self._queued_bytes += size
-            self._reserved = None
-            pos = end
-        if pos:
-            del buf[:pos]
-        if pos or (self._blocked and not blocked):
-            self._wakeup.set()
-        self._blocked = blocked
-        self._set_reading(not blocked)
+            self._queue(buf[body : body + size])
+            queued = True
+            pos = body + size
+        if pos == end:
+            self._start = self._end = 0
+            if len(buf) > READ_BUFFER:  # grown while paused: back to the usual size
+                self._rbuf = bytearray(READ_BUFFER)
+                self._rview = memoryview(self._rbuf)
+        else:
+            self._start = pos
+        return blocked, queued
 
     def _set_reading(self, on: bool) -> None:
         transport = self.transport
@@ -289,10 +383,19 @@ class KafkaConnection(asyncio.Protocol):
                 try:
                     await self._handle(frame)
                 finally:
-                    del frame
                     self._in_flight = False
                     self.last_active = time.monotonic()
                     self.budget.release(size)
+                    if type(frame) is memoryview:  # a large request's buffer: reuse it
+                        owner = frame.obj
+                        try:
+                            frame.release()
+                        except BufferError:
+                            pass  # still viewed: give() will not keep it
+                        del frame
+                        self._pool.give(owner)
+                    else:
+                        del frame
                 if self.transport is not None and (
                     self.transport.get_write_buffer_size() > WRITE_BUFFER_PAUSE
                 ):
@@ -324,7 +427,7 @@ class KafkaConnection(asyncio.Protocol):
         log.debug("Traceback of the error above (connection from %s)", self.peer, exc_info=exc)
         self.close()
 
-    async def _handle(self, frame: bytearray) -> None:
+    async def _handle(self, frame: Frame) -> None:
         if self.sasl is not None and await self.sasl.intercept(self, frame):
             return
         view = memoryview(frame).toreadonly()  # kio refuses writable buffers

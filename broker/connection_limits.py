@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pybroker.broker.memory_pool import MemoryPool
+from pybroker.broker.receive_buffers import BufferPool
 from pybroker.broker.request_metrics import RequestMetrics
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -191,3 +192,5 @@ class NetworkContext:
     connections: MutableSet[Any] = field(default_factory=set)
     # Per-API request counts and timings (/metrics) and the request log.
     requests: RequestMetrics = field(default_factory=RequestMetrics)
+    # Reused receive buffers for large request frames (issue 14).
+    buffers: BufferPool = field(default_factory=BufferPool)

@@ -21,6 +21,7 @@ from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import DecodeError
 
 from pybroker.protocol.errors import ErrorCode
+from pybroker.protocol.produce_decode import decode_produce
 
 _HEADER = struct.Struct(">hhih")
 
@@ -165,6 +166,10 @@ def decode_request_body(api_key: int, version: int, frame: memoryview, pos: int)
             return decode_request(api_key, version, frame, pos)
         raise FrameError(f"no schema for api {api_key} v{version}")
     _validator(cls)(frame, pos)
+    if api_key == 0:  # Produce: records as views of the frame, not copies (issue 14)
+        fast = decode_produce(cls, version, frame, pos)
+        if fast is not None:
+            return fast
     try:
         body, size = _reader(cls)(frame, pos)
     except DecodeError as exc:

@@ -29,12 +29,15 @@ def frame_response(correlation_id: int, flexible_header: bool, body: bytes | byt
     return response_prefix(correlation_id, flexible_header, len(body)) + body
 
 
-def peek_frame_size(buf: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
-    """The declared size of the frame starting at ``pos``, or None if the prefix is incomplete.
+def peek_frame_size(
+    buf: bytes | bytearray | memoryview, pos: int = 0, end: int | None = None
+) -> int | None:
+    """The declared size of the frame starting at ``pos``, or None if the prefix is incomplete
+    (the buffer's bytes end at ``end``, by default at its length).
 
     The value is as sent (it may be negative or huge): the caller enforces
     socket.request.max.bytes before buffering anything for it.
     """
-    if len(buf) - pos < SIZE_PREFIX:
+    if (len(buf) if end is None else end) - pos < SIZE_PREFIX:
         return None
     return int(_INT32.unpack_from(buf, pos)[0])
