@@ -17,7 +17,6 @@ dropped when the client has been silent for three push intervals (at least a min
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import crc32c
 
+from pybroker.broker.entity_refresh import StoreRefresher
 from pybroker.protocol import compression
 from pybroker.protocol.errors import CorruptRecordError, ErrorCode
 from pybroker.protocol.otlp import MetricPoint, OtlpError, parse_metrics_data
@@ -57,7 +57,6 @@ CACHE_MAX_SIZE = 16384  # Kafka's client instance LRU
 CACHE_EXPIRY_MS = 60_000
 MAX_CLIENTS_SHOWN = 1024  # client instances whose pushed metrics are kept
 MAX_TOTAL_POINTS = 50_000  # data points kept over all of them (memory, /metrics size)
-REFRESH_S = 1.0  # cluster mode: how stale another broker's subscription change may be
 NEVER_MS = -(1 << 62)  # a request timestamp long before any push interval
 ZERO_UUID = uuid.UUID(int=0)
 # Kafka's Uuid.RESERVED: the zero and the metadata-topic ids.
@@ -262,7 +261,6 @@ class ClientMetricsManager:
     def __init__(self, store: EntityConfigStore | None, max_bytes: int, *, poll: bool) -> None:
         self.store = store
         self.max_bytes = max_bytes
-        self.poll = poll
         self.subscriptions: dict[str, Subscription] = {}
         self.configs: dict[str, dict[str, str]] = {}  # as stored: what DescribeConfigs shows
         self.version = 0
@@ -270,27 +268,16 @@ class ClientMetricsManager:
         self.by_connection: dict[str, uuid.UUID] = {}
         self.telemetry: OrderedDict[uuid.UUID, ClientTelemetry] = OrderedDict()
         self.stats = ClientMetricsStats()
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = StoreRefresher(self.reload, "Client metrics subscription", poll)
         self._next_expiry_ms = 0
         self.points_kept = 0  # data points over self.telemetry
 
     # ------------------------------------------------------------ subscriptions
     async def start(self) -> None:
-        await self.reload()
-        if self.poll:
-            self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
+        await self._refresher.start()
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            try:
-                await self.reload()
-            except Exception as exc:  # a ZooKeeper hiccup: keep the last subscriptions
-                log.debug("Client metrics subscription refresh failed: %s", exc)
+        self._refresher.stop()
 
     async def reload(self) -> None:
         if self.store is None:

@@ -10,7 +10,6 @@ channel that long. With no quota configured nothing is recorded (``active`` is F
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime
 import logging
@@ -18,6 +17,7 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from pybroker.broker.entity_refresh import StoreRefresher
 from pybroker.broker.quota_rate import Rate, TokenBucket
 from pybroker.protocol.codec import response_type
 from pybroker.protocol.errors import ErrorCode, KafkaError
@@ -41,7 +41,6 @@ STRICT_SINCE = {19: 6, 20: 5, 37: 3}
 _mutation_throttle: ContextVar[int] = ContextVar("mutation_throttle", default=0)
 # Inter-broker APIs Kafka answers with sendResponseExemptThrottle.
 EXEMPT_APIS = frozenset({4, 5, 6, 7, 27})
-REFRESH_S = 1.0  # cluster mode: how stale another broker's quota change may be
 
 
 def _user(principal: str) -> str:
@@ -66,29 +65,17 @@ class ClientQuotaManager:
         self.store = store
         self.samples = samples
         self.window_ms = window_s * 1000
-        self.poll = poll
         self.active = False
         self._by_key: dict[str, dict[cq.Entity, float]] = {}
         self._sensors: dict[tuple[str, str, str], Rate] = {}
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = StoreRefresher(self.reload, "Client quota", poll)
 
     async def start(self) -> None:
-        await self.reload()
-        if self.poll:
-            self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
+        await self._refresher.start()
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            try:
-                await self.reload()
-            except Exception as exc:  # a ZooKeeper hiccup: keep the last quotas
-                log.debug("Client quota refresh failed: %s", exc)
+        self._refresher.stop()
 
     async def reload(self) -> None:
         entities = await cq.load_all(self.store)
