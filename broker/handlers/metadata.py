@@ -96,10 +96,23 @@ async def auto_create(ctx: RequestContext, name: str) -> dict[str, Any]:
             # Internal topics get their own partitions and configs (AutoTopicCreationManager).
             info = await create_offsets_topic(broker)
         else:
+            rf = broker.config.default_replication_factor
+            live = len(broker.image.brokers)
+            if rf > live and broker.cluster is not None:
+                # Kafka's AutoTopicCreationManager: no topic with fewer replicas than
+                # default.replication.factor (it would stay under-replicated forever); the
+                # client sees LEADER_NOT_AVAILABLE and asks again once brokers have joined.
+                log.info(
+                    "Not auto-creating %s yet: default.replication.factor %d, %d live brokers",
+                    name,
+                    rf,
+                    live,
+                )
+                return error_entry(name, ErrorCode.leader_not_available)
             info = await broker.controller.create_topic(
                 name,
                 broker.config.num_partitions,
-                min(broker.config.default_replication_factor, len(broker.image.brokers)),
+                min(rf, live),  # a single node serves the replication it can (one)
                 {},
             )
     except KafkaError as exc:

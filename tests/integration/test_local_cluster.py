@@ -34,6 +34,11 @@ def rewrite(src: Path, dst: Path, data: Path) -> tuple[int, list[int]]:
         text = props.read_text()
         text = re.sub(r"(?m)^listeners=.*$", f"listeners=PLAINTEXT://127.0.0.1:{port}", text)
         text = re.sub(r"(?m)^log\.dirs=.*$", f"log.dirs={data / props.stem}", text)
+        text = re.sub(  # the fixed 9644-9646 may be taken on a test machine
+            r"(?m)^pybroker\.http\.listener=.*$",
+            f"pybroker.http.listener=http://127.0.0.1:{free_port()}",
+            text,
+        )
         text = re.sub(
             r"(?m)^zookeeper\.connect=127\.0\.0\.1:\d+",
             f"zookeeper.connect=127.0.0.1:{zk_port}",
