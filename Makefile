@@ -100,6 +100,7 @@ bench: install-test
 	$(PY) tests/bench/bench_storage.py
 	$(PY) tests/bench/bench_decode.py
 	$(PY) tests/bench/bench_cluster.py
+	$(PY) tests/bench/bench_cores.py
 	$(PY) tests/bench/bench_down_conversion.py
 	$(PY) tests/bench/bench_tls.py
 	$(PY) tests/bench/bench_metrics.py

@@ -16,8 +16,9 @@ Receiving (issue 14) uses asyncio's BufferedProtocol: the transport reads into b
 hand it. Small requests land in a per-connection read buffer and are copied out whole;
 a request of DIRECT_FRAME bytes or more gets a buffer of its own (reused across requests,
 receive_buffers.BufferPool) and the rest of it is read straight into it. Produce records
-are then decoded as views of that buffer (protocol/produce_decode), so a request's bytes
-are copied by the kernel and by nothing else before the handler sees them.
+are then decoded as writable views of that buffer (protocol/produce_decode): the log
+stamps offsets and epochs into it and writes the segment from it, so a request's bytes
+are copied by the kernel on the way in and on the way to the file, and by nothing else.
 """
 
 from __future__ import annotations
@@ -457,7 +458,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 f"(supported {spec.min_version}-{spec.max_version})"
             )
         try:
-            body = decode_request_body(header.api_key, header.api_version, view, header.size)
+            body = decode_request_body(
+                header.api_key,
+                header.api_version,
+                view,
+                header.size,
+                memoryview(frame) if header.api_key == 0 else None,  # Produce: see codec
+            )
         except FrameError as exc:
             if header.api_key == 18:
                 log.warning("Malformed ApiVersions from %s: %s", self.peer, exc)

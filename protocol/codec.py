@@ -151,8 +151,13 @@ def _validator(cls: type) -> Any:
     return validator(cls)
 
 
-def decode_request_body(api_key: int, version: int, frame: memoryview, pos: int) -> Any:
+def decode_request_body(
+    api_key: int, version: int, frame: memoryview, pos: int, writable: memoryview | None = None
+) -> Any:
     """Decode the body that starts at ``pos``; bytes after its end are ignored.
+
+    ``writable``: a writable view of the same frame. Produce records are then views of it,
+    so the log stamps offsets into the request's own buffer instead of a copy.
 
     The body is validated first: kio's native reader aborts the process on a declared
     count that does not fit in the frame (see protocol/validate.py).
@@ -167,7 +172,7 @@ def decode_request_body(api_key: int, version: int, frame: memoryview, pos: int)
         raise FrameError(f"no schema for api {api_key} v{version}")
     _validator(cls)(frame, pos)
     if api_key == 0:  # Produce: records as views of the frame, not copies (issue 14)
-        fast = decode_produce(cls, version, frame, pos)
+        fast = decode_produce(cls, version, frame if writable is None else writable, pos)
         if fast is not None:
             return fast
     try:

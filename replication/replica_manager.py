@@ -303,7 +303,7 @@ class ReplicaManager:
         self,
         topic: str,
         partition: int,
-        payload: bytearray,
+        payload: bytearray | memoryview,
         acks: int,
         *,
         client: bool = True,

@@ -499,7 +499,7 @@ class Log:
 
     def append_as_leader(
         self,
-        payload: bytearray,
+        payload: bytearray | memoryview,
         leader_epoch: int,
         now_ms: int | None = None,
         *,
@@ -522,7 +522,7 @@ class Log:
             state.verified_txn = None
 
     def _append_as_leader(
-        self, payload: bytearray, leader_epoch: int, now_ms: int | None, client: bool
+        self, payload: bytearray | memoryview, leader_epoch: int, now_ms: int | None, client: bool
     ) -> AppendInfo:
         self._check_open()
         config = self.config
@@ -600,7 +600,14 @@ class Log:
         )
 
     def _timestamp_error(
-        self, payload: bytearray, pos: int, offset: int, lo: int, hi: int, ts: int, bt: int
+        self,
+        payload: bytearray | memoryview,
+        pos: int,
+        offset: int,
+        lo: int,
+        hi: int,
+        ts: int,
+        bt: int,
     ) -> InvalidTimestampError:
         """Kafka's LogValidator: one record error per out-of-range record (its index in the
         batch and absolute offset), under one summary message (RecordValidationException)."""
@@ -630,7 +637,7 @@ class Log:
         err.record_errors = errors  # type: ignore[attr-defined]
         return err
 
-    def _check_keys(self, payload: bytearray, batches: int) -> None:
+    def _check_keys(self, payload: bytearray | memoryview, batches: int) -> None:
         """Compacted topics reject records without a key (Kafka's INVALID_RECORD, one
         record error per keyless record, summarised as Kafka's processRecordErrors does)."""
         pos = 0
@@ -717,7 +724,7 @@ class Log:
 
     def _write(
         self,
-        payload: bytearray,
+        payload: bytearray | memoryview,
         entries: list[BatchEntry],
         first: int,
         last: int,

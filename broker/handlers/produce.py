@@ -210,6 +210,14 @@ _PRODUCER_STATE_ERRORS = (
 )
 
 
+def _writable(records: bytes | memoryview) -> bytearray | memoryview:
+    """The records as the log appends them (offsets and epochs stamped in place): a view of
+    the request's writable buffer as it is, anything else (kio's bytes) as a copy."""
+    if isinstance(records, memoryview) and not records.readonly:
+        return records
+    return bytearray(records)
+
+
 @api(0, "Produce", 3, 13)
 async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     broker = ctx.broker
@@ -312,7 +320,7 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                         "zstd needs Produce v7 or later", ErrorCode.unsupported_compression_type
                     )
                 lg, info = rm.append(
-                    name, index, bytearray(pd.records), acks, verified_txn=verified
+                    name, index, _writable(pd.records), acks, verified_txn=verified
                 )
             except KafkaError as exc:
                 failed = True

@@ -10,9 +10,13 @@ KAFKA_SETTINGS. The load generator is librdkafka for both (tests/bench/vs_kafka_
 
 Per round and broker: start-up time and idle RSS; produce 1 KiB and 100 B records with
 acks=1 and acks=all; consume; end-to-end latency at a fixed rate; produce to 1,000
-partitions; one busy producer beside 200 idle connections; start-up and shutdown with
-10,000 partitions (first round only: it takes minutes). Broker CPU (user and system,
-from /proc/<pid>/stat, the JVM's threads included) is read before and after each phase.
+partitions; one busy producer beside 200 idle connections (and alone just before it, for
+the ratio); start-up and shutdown with 10,000 partitions (first round only: it takes
+minutes). Broker CPU (user and system, from /proc/<pid>/stat, the JVM's threads
+included) is read before and after each phase.
+Before each measured phase the page cache is settled (every dirty page written back,
+untimed; see vs_kafka_load.settle_page_cache), so neither broker is throttled for the
+writeback of the phase before it.
 Every phase checks its counts (each record acknowledged, end offsets match, consume reads
 exactly N) and pybroker's log must hold no error. Writes results.json and results.md (a
 table per scenario: figures, ratio pybroker/Kafka with min..max over rounds, CPU per MB),
@@ -199,6 +203,8 @@ class Round:
     notes: list[str] = field(default_factory=list)
 
 
+ALONE = "produce 1 KiB acks=1, alone (before the next)"
+WITH_IDLE = "produce 1 KiB acks=1, + 200 idle connections"
 PRODUCE_SCENARIOS = [
     ("produce 1 KiB acks=1", 1024, "1"),
     ("produce 1 KiB acks=all", 1024, "all"),
@@ -212,6 +218,7 @@ def progress(message: str) -> None:
 
 
 def measured(pid: int, run: Callable[[], load.ClientRun]) -> tuple[load.ClientRun, Cpu]:
+    load.settle_page_cache()  # untimed: the previous phase's dirty pages are written back
     before = load.proc_cpu(pid)
     result = run()
     progress(f"{result.wall:.1f}s {json.dumps(result.result)}")
@@ -306,6 +313,12 @@ def run_round(name: str, index: int, plan: Plan, work: Path) -> Round:
             raise BenchFailure(f"{name}: end offsets of parts-1000 != acknowledged records")
         out.phases["produce 1 KiB acks=1, 1,000 partitions"] = throughput_phase(run, cpu)
 
+        # The same load alone, right before: the idle connections' cost is the ratio of
+        # two adjacent phases (phases further apart differ by the page cache's state).
+        run, cpu = measured(
+            pid, lambda: load.produce(broker.bootstrap, "busy-idle", plan.seconds, 1024, "1")
+        )
+        out.phases[ALONE] = throughput_phase(run, cpu)
         idle = load.open_idle_connections(broker.port, 200)
         try:
             run, cpu = measured(
@@ -314,7 +327,7 @@ def run_round(name: str, index: int, plan: Plan, work: Path) -> Round:
         finally:
             for conn in idle:
                 conn.close()  # type: ignore[attr-defined]
-        out.phases["produce 1 KiB acks=1, + 200 idle connections"] = throughput_phase(run, cpu)
+        out.phases[WITH_IDLE] = throughput_phase(run, cpu)
 
         if index == 1:  # minutes with 10,000 partitions: once per broker, not every round
             many_phase(broker, plan.many_partitions, out)
@@ -343,11 +356,11 @@ def many_phase(broker: Broker, partitions: int, out: Round) -> None:
     topics = {f"many-{i}": per_topic for i in range(10)}
     # Untimed: write back the throughput phases' dirty pages, which would otherwise land
     # on whichever broker fsyncs next.
-    os.sync()
+    load.settle_page_cache()
     t0 = time.monotonic()
     create_topics(broker, topics)
     create_s = time.monotonic() - t0
-    os.sync()
+    load.settle_page_cache()
     t0 = time.monotonic()
     code = broker.stop(timeout=120)
     shutdown_s = time.monotonic() - t0
@@ -453,6 +466,7 @@ def report(rounds: list[Round], header: dict[str, Any]) -> str:
         "Figures are medians over rounds; ratio = pybroker / Kafka per round, median (min..max).",
         "For latencies, start-up, shutdown and RSS lower is better; for throughput higher.",
         "CPU: broker user / system CPU ms per MB of record values (median over rounds).",
+        "Each measured phase starts with the page cache settled (dirty pages written back).",
         "",
     ]
     ours = [r for r in rounds if r.broker == "pybroker"]
@@ -487,6 +501,17 @@ def report(rounds: list[Round], header: dict[str, Any]) -> str:
             )
             lines.append(f"| load generator CPU, max % of one core | {load_pct:.0f}% | | |")
         lines.append("")
+    lines += ["### 200 idle connections: busy producer with them / alone, same broker", ""]
+    for name, label in (("pybroker", "pybroker"), ("kafka", "Kafka 4.1")):
+        ratios = [
+            r.phases[WITH_IDLE].metrics["MB/s"] / r.phases[ALONE].metrics["MB/s"]
+            for r in rounds
+            if r.broker == name and WITH_IDLE in r.phases and ALONE in r.phases
+        ]
+        if ratios:
+            spread_ = f"{min(ratios):.2f}..{max(ratios):.2f}"
+            lines.append(f"- {label}: {statistics.median(ratios):.2f}x ({spread_})")
+    lines.append("")
     notes = [f"{r.broker} round {r.index}: {n}" for r in rounds for n in r.notes]
     if notes:
         lines += ["Notes:", *[f"- {n}" for n in notes], ""]

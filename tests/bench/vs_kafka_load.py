@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
 RDKPERF_SOURCE = ROOT / "tests" / "bench" / "rdkperf.c"
 RDKPERF_BIN = ROOT / "build" / "bench" / "rdkperf"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SETTLED_DIRTY_KB = 32 * 1024  # dirty + under writeback below this: the page cache is settled
 
 # librdkafka producer settings for every throughput phase, on both brokers: linger 5 ms and
 # ~1 MB batches (bytes-bound for 1 KiB and 100 B records), a deep local queue, no compression.
@@ -72,6 +73,29 @@ def proc_rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise BenchFailure(f"no VmRSS for pid {pid}")
+
+
+def settle_page_cache(timeout: float = 120.0) -> float:
+    """Write back every dirty page and wait until the kernel reports (almost) none; returns
+    the seconds it took.
+
+    Each throughput phase writes gigabytes. Left dirty, they are written back during the
+    next phase, and the kernel throttles whichever process is writing then (the broker
+    sleeps in balance_dirty_pages): measured on this machine, the same pybroker build
+    ranged from 289 to 457 MB/s with the previous phase's pages dirty, and from 508 to 557
+    MB/s settled. So every measured phase starts from the same clean page cache, for both
+    brokers; the phase's own writeback still falls inside it."""
+    t0 = time.monotonic()
+    os.sync()
+    while time.monotonic() - t0 < timeout:
+        meminfo = dict(
+            line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines()
+        )
+        dirty_kb = int(meminfo["Dirty"].split()[0]) + int(meminfo["Writeback"].split()[0])
+        if dirty_kb < SETTLED_DIRTY_KB:
+            break
+        time.sleep(0.1)
+    return time.monotonic() - t0
 
 
 # -- rdkperf ------------------------------------------------------------------------------------
@@ -128,10 +152,17 @@ def run_client(cmd: list[str], timeout: float) -> ClientRun:
 
 
 def produce(
-    bootstrap: str, topic: str, seconds: float, size: int, acks: str, max_records: int = 10**10
+    bootstrap: str,
+    topic: str,
+    seconds: float,
+    size: int,
+    acks: str,
+    max_records: int = 10**10,
+    settings: dict[str, str] | None = None,
 ) -> ClientRun:
-    """Produce ``size``-byte records for ``seconds``; every sent record must be acknowledged."""
-    extra = [f"{k}={v}" for k, v in PRODUCER_SETTINGS.items()]
+    """Produce ``size``-byte records for ``seconds``; every sent record must be acknowledged.
+    ``settings`` add to (or override) PRODUCER_SETTINGS."""
+    extra = [f"{k}={v}" for k, v in {**PRODUCER_SETTINGS, **(settings or {})}.items()]
     cmd = [str(build_rdkperf()), "produce", bootstrap, topic, str(seconds), str(max_records)]
     run = run_client([*cmd, str(size), acks, *extra], timeout=seconds + 90)
     r = run.result

@@ -260,3 +260,27 @@ def test_produce_with_tagged_fields_falls_back_to_kio() -> None:
     assert decode_produce(cls, 9, tagged, 0) is None
     decoded = decode_request_body(0, 9, tagged, 0)  # kio, with unknown tags stripped
     assert decoded == req and isinstance(decoded.topic_data[0].partition_data[0].records, bytes)
+
+
+def test_produce_records_are_writable_views_of_a_writable_frame() -> None:
+    """With the frame's writable view, the log stamps offsets into the request's own
+    buffer: the records are views of it, writes land in it, nothing is copied."""
+    cls = request_type(0, 9)
+    topic_cls = __import__(cls.__module__, fromlist=["x"])
+    req = cls(
+        transactional_id=None,
+        acks=1,
+        timeout=__import__("datetime").timedelta(milliseconds=500),
+        topic_data=(
+            topic_cls.TopicProduceData(
+                name="t",
+                partition_data=(topic_cls.PartitionProduceData(index=0, records=b"abcdef"),),
+            ),
+        ),
+    )
+    buf = bytearray(encoded(cls, req))
+    decoded = decode_request_body(0, 9, memoryview(buf).toreadonly(), 0, memoryview(buf))
+    records = decoded.topic_data[0].partition_data[0].records
+    assert isinstance(records, memoryview) and not records.readonly and records.obj is buf
+    records[0:1] = b"X"
+    assert bytes(records) == b"Xbcdef" and b"Xbcdef" in buf
