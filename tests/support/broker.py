@@ -8,6 +8,7 @@ instead of hanging the suite.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,11 +20,40 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "config" / "server.properties"
 
 
+_HANDED_OUT: set[int] = set()  # ports free_port() returned in this process
+_FREE_PORT_SPAN = 12_000  # how far below the ephemeral range free_port() looks
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing uses right now, for a server started later.
+
+    Chosen below the kernel's ephemeral range (ip_local_port_range), so that no outgoing
+    connection (a client, a broker's ZooKeeper session) can take it as its local port
+    between this choice and the server's bind, and never the same port twice in one
+    test process. A port the kernel picks with bind(0) comes from that very range: CI
+    once saw a broker's HTTP port taken that way before the broker started."""
+    high = _ephemeral_low()
+    low = max(1024, high - _FREE_PORT_SPAN)
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(low, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port in {low}..{high - 1} after 500 tries")
 
 
 def wait_for_port(
