@@ -81,10 +81,10 @@ def settle_page_cache(timeout: float = 120.0) -> float:
 
     Each throughput phase writes gigabytes. Left dirty, they are written back during the
     next phase, and the kernel throttles whichever process is writing then (vmstat shows
-    whole seconds with the broker blocked and both CPUs idle): measured on this machine, the same pybroker build
-    ranged from 289 to 457 MB/s with the previous phase's pages dirty, and from 517 to 550
-    MB/s settled. So every measured phase starts from the same clean page cache, for both
-    brokers; the phase's own writeback still falls inside it."""
+    whole seconds with the broker blocked and both CPUs idle). Measured on this machine,
+    the same pybroker build ranged from 289 to 457 MB/s with the previous phase's pages
+    dirty, and from 517 to 550 MB/s settled. So every measured phase starts from the same
+    clean page cache, for both brokers; the phase's own writeback still falls inside it."""
     t0 = time.monotonic()
     os.sync()
     while time.monotonic() - t0 < timeout:
