@@ -240,20 +240,21 @@ def test_produce_decodes_like_kio_with_records_as_views(data: st.DataObject) -> 
                 assert part.records.obj is frame.obj  # a view of the frame, not a copy
 
 
-def test_produce_with_tagged_fields_falls_back_to_kio() -> None:
-    cls = request_type(0, 9)
-    topic_cls = __import__(cls.__module__, fromlist=["x"])
-    req = cls(
+def one_partition_produce(cls: type, records: bytes) -> Any:
+    """A ProduceRequest (kio's ``cls``) with ``records`` for partition 0 of topic t."""
+    mod = __import__(cls.__module__, fromlist=["x"])
+    partition = mod.PartitionProduceData(index=0, records=records)
+    return cls(
         transactional_id=None,
         acks=1,
         timeout=__import__("datetime").timedelta(milliseconds=500),
-        topic_data=(
-            topic_cls.TopicProduceData(
-                name="t",
-                partition_data=(topic_cls.PartitionProduceData(index=0, records=b"abc"),),
-            ),
-        ),
+        topic_data=(mod.TopicProduceData(name="t", partition_data=(partition,)),),
     )
+
+
+def test_produce_with_tagged_fields_falls_back_to_kio() -> None:
+    cls = request_type(0, 9)
+    req = one_partition_produce(cls, b"abc")
     plain = bytes(encoded(cls, req))
     assert plain[-1] == 0  # the body's empty tagged-field section
     tagged = memoryview(plain[:-1] + b"\x01\x05\x02hi").toreadonly()  # one unknown tag
@@ -266,18 +267,7 @@ def test_produce_records_are_writable_views_of_a_writable_frame() -> None:
     """With the frame's writable view, the log stamps offsets into the request's own
     buffer: the records are views of it, writes land in it, nothing is copied."""
     cls = request_type(0, 9)
-    topic_cls = __import__(cls.__module__, fromlist=["x"])
-    req = cls(
-        transactional_id=None,
-        acks=1,
-        timeout=__import__("datetime").timedelta(milliseconds=500),
-        topic_data=(
-            topic_cls.TopicProduceData(
-                name="t",
-                partition_data=(topic_cls.PartitionProduceData(index=0, records=b"abcdef"),),
-            ),
-        ),
-    )
+    req = one_partition_produce(cls, b"abcdef")
     buf = bytearray(encoded(cls, req))
     decoded = decode_request_body(0, 9, memoryview(buf).toreadonly(), 0, memoryview(buf))
     records = decoded.topic_data[0].partition_data[0].records
