@@ -75,9 +75,8 @@ def proc_rss_mb(pid: int) -> float:
     raise BenchFailure(f"no VmRSS for pid {pid}")
 
 
-def settle_page_cache(timeout: float = 120.0) -> float:
-    """Write back every dirty page and wait until the kernel reports (almost) none; returns
-    the seconds it took.
+def settle_page_cache(timeout: float = 120.0) -> None:
+    """Write back every dirty page and wait until the kernel reports (almost) none.
 
     Each throughput phase writes gigabytes. Left dirty, they are written back during the
     next phase, and the kernel throttles whichever process is writing then (vmstat shows
@@ -95,7 +94,6 @@ def settle_page_cache(timeout: float = 120.0) -> float:
         if dirty_kb < SETTLED_DIRTY_KB:
             break
         time.sleep(0.1)
-    return time.monotonic() - t0
 
 
 # -- rdkperf ------------------------------------------------------------------------------------

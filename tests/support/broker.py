@@ -21,6 +21,7 @@ DEFAULT_CONFIG = ROOT / "config" / "server.properties"
 
 
 _HANDED_OUT: set[int] = set()  # ports free_port() returned in this process
+_RNG = random.Random()
 _FREE_PORT_SPAN = 12_000  # how far below the ephemeral range free_port() looks
 
 
@@ -41,9 +42,8 @@ def free_port() -> int:
     once saw a broker's HTTP port taken that way before the broker started."""
     high = _ephemeral_low()
     low = max(1024, high - _FREE_PORT_SPAN)
-    rng = random.Random()
     for _ in range(500):
-        port = rng.randrange(low, high)
+        port = _RNG.randrange(low, high)
         if port in _HANDED_OUT:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
