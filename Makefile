@@ -92,7 +92,7 @@ test: install-test
 test-unit: install-test
 	$(PY) -m pytest tests/unit -q
 
-# bench_vs_kafka.py: pybroker beside Apache Kafka 4.1 in the same run (about 15 minutes;
+# bench_vs_kafka.py: pybroker beside Apache Kafka 4.1 in the same run (about 25 minutes;
 # results in bench-results/<time>/). `make bench-quick` runs only it, one short round.
 bench: install-test
 	$(PY) tests/bench/bench_vs_kafka.py

@@ -14,14 +14,18 @@ Key = tuple[str, int]
 
 class FetchPurgatory:
     def __init__(self) -> None:
-        self._waiters: dict[Key, set[asyncio.Future[None]]] = {}
+        self._waiters: dict[Key, set[asyncio.Future[bool]]] = {}
+        # Parked fetches woken so far: a producer compares it before and after its appends
+        # to learn whether it woke one (see handlers/produce.py: woken fetches answer first).
+        self.wakes = 0
 
     def notify(self, topic: str, partition: int) -> None:
         waiters = self._waiters.pop((topic, partition), None)
         if waiters:
             for fut in waiters:
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_result(True)
+                    self.wakes += 1
 
     def notify_all(self) -> None:
         """Wake every parked fetch (shutdown, metadata change)."""
@@ -29,19 +33,24 @@ class FetchPurgatory:
             self.notify(*key)
 
     async def wait(self, keys: Iterable[Key], timeout: float) -> bool:
-        """Wait until one of ``keys`` grows or ``timeout`` passes; True if woken."""
+        """Wait until one of ``keys`` grows or ``timeout`` passes; True if woken.
+
+        The task awaits the future itself, with a timer that completes it on expiry
+        (``asyncio.wait_for`` would add a waiter future and a callback hop between the
+        append that wakes a fetch and the fetch running: latency on every wake-up).
+        """
         if timeout <= 0:
             return False
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
         keys = list(keys)
         for key in keys:
             self._waiters.setdefault(key, set()).add(fut)
+        timer = loop.call_later(timeout, _expire, fut)
         try:
-            await asyncio.wait_for(fut, timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await fut
         finally:
+            timer.cancel()
             for key in keys:
                 waiters = self._waiters.get(key)
                 if waiters is not None:
@@ -51,3 +60,8 @@ class FetchPurgatory:
 
     def __len__(self) -> int:
         return len({id(f) for ws in self._waiters.values() for f in ws})
+
+
+def _expire(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(False)

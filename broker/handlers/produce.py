@@ -228,6 +228,7 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
     to_flush = []
     txn_id = request.transactional_id
     topics = _partitions(ctx, request)
+    wakes = broker.purgatory.wakes
     corrupt: dict[tuple[str | None, int], str] = {}
     if ctx.version < 3:
         _convert_message_sets(topics, corrupt)
@@ -378,6 +379,11 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                 )
             )
         responses.append(dict(name=name or "", topic_id=topic_id, partition_responses=parts))
+    if broker.purgatory.wakes != wakes:
+        # These appends woke parked fetches (consumers, followers): let them read and answer
+        # before this response is built, as Kafka completes delayed fetches on the append's
+        # thread. A consumer sees the record sooner; the producer waits one loop turn.
+        await asyncio.sleep(0)
     if to_flush:
         # flush.messages reached: fsync before acknowledging, off the event loop.
         await asyncio.get_running_loop().run_in_executor(

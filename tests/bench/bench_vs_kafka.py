@@ -1,6 +1,6 @@
 """`make bench`: pybroker beside Apache Kafka 4.1 on this machine, in the same run.
 
-    .venv/bin/python tests/bench/bench_vs_kafka.py [--rounds 3] [--quick] [--out DIR]
+    .venv/bin/python tests/bench/bench_vs_kafka.py [--rounds 5] [--quick] [--out DIR]
 
 Alternating rounds (pybroker, Kafka, pybroker, Kafka, ...), one broker running at a time,
 each on free 127.0.0.1 ports with a fresh data dir under the results dir (same disk).
@@ -90,7 +90,7 @@ class Plan:
     many_partitions: int
 
 
-FULL = Plan(rounds=3, seconds=8.0, e2e_rate=1000.0, e2e_seconds=10.0, many_partitions=10_000)
+FULL = Plan(rounds=5, seconds=8.0, e2e_rate=1000.0, e2e_seconds=10.0, many_partitions=10_000)
 # --quick: one round, short phases, 1,000 partitions for the start-up/shutdown scenario.
 QUICK = Plan(rounds=1, seconds=2.0, e2e_rate=1000.0, e2e_seconds=3.0, many_partitions=1_000)
 WARMUP_SECONDS = 4.0  # unmeasured produce before the phases: JIT, page cache, connections
@@ -521,7 +521,7 @@ def report(rounds: list[Round], header: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 round, short phases (< 3 min)")
-    parser.add_argument("--rounds", type=int, help="rounds per broker (default 3; quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds per broker (default 5; quick 1)")
     parser.add_argument("--seconds", type=float, help="seconds per throughput phase")
     parser.add_argument("--many-partitions", type=int, help="start-up/shutdown partitions")
     parser.add_argument("--out", type=Path, help="results dir (default bench-results/<time>)")
