@@ -63,12 +63,33 @@ class Fault:
     role: str  # leader / follower / controller, or "zookeeper"
     partition: int
     hold: float
+    pick: float = 0.0  # the draw that picks among several candidate brokers
+    gap: float = 0.0  # seconds to wait after recovery, before the next fault
     target: int = 0  # broker id (0 for ZooKeeper)
     target_roles: str = ""  # everything the target was at the time, e.g. "controller,leader p1"
     at: float = 0.0  # seconds since the fault phase began
     healed_at: float = 0.0
     recovered_in: float | None = None  # seconds from heal to full ISRs (None: timed out)
     note: str = ""
+
+
+def plan_faults(cfg: ChaosConfig) -> list[Fault]:
+    """The seed's faults, in order. Drawn up front (the same draws, in the same order, as
+    when each was drawn just before its turn) so that a seed names the same faults whatever
+    happens during the run, and a slice's coverage can be checked without a cluster."""
+    rng = random.Random(cfg.seed)
+    faults = []
+    for n in range(1, cfg.faults + 1):
+        kind = rng.choice(cfg.kinds)
+        role = rng.choice(ROLES)
+        partition = rng.randrange(cfg.partitions)
+        pick = rng.random()
+        lo, hi = HOLD[kind]
+        hold = round(rng.uniform(lo, hi), 2)
+        gap = round(rng.uniform(*GAP), 2)
+        target_role = "zookeeper" if kind == "zk_restart" else role
+        faults.append(Fault(n, kind, target_role, partition, hold, pick, gap))
+    return faults
 
 
 @dataclass
@@ -150,7 +171,7 @@ class ChaosReport:
 class ChaosRun:
     def __init__(self, config: ChaosConfig) -> None:
         self.cfg = config
-        self.rng = random.Random(config.seed)
+        self.plan = plan_faults(config)
         self._own_root = config.root is None
         self.root = Path(
             config.root or tempfile.mkdtemp(prefix=f"pybroker-chaos-{config.seed}-{config.client}-")
@@ -218,26 +239,15 @@ class ChaosRun:
         return time.monotonic() - start
 
     # ------------------------------------------------------------------ faults
-    def plan(self, n: int) -> Fault:
-        """Draw the next fault; always the same number of draws, whatever happens."""
-        kind = self.rng.choice(self.cfg.kinds)
-        role = self.rng.choice(ROLES)
-        partition = self.rng.randrange(self.cfg.partitions)
-        pick = self.rng.random()
-        lo, hi = HOLD[kind]
-        hold = round(self.rng.uniform(lo, hi), 2)
-        fault = Fault(n, kind, "zookeeper" if kind == "zk_restart" else role, partition, hold)
-        fault.note = f"pick={pick:.3f}"
-        return fault
-
-    def aim(self, fault: Fault, pick: float) -> None:
+    def aim(self, fault: Fault) -> None:
         ids = sorted(self.c.brokers)
+        pick = fault.pick
         try:
             controller, parts = self.state()
             leader, replicas, _ = parts[fault.partition]
         except Exception as exc:  # no metadata: aim at a broker by the draw alone
             fault.target = ids[int(pick * len(ids))]
-            fault.note += f"; no metadata ({exc!r}), target by draw"
+            fault.note = f"no metadata ({exc!r}), target by draw"
             return
         if fault.role == "leader":
             target = leader
@@ -248,7 +258,7 @@ class ChaosRun:
             target = followers[int(pick * len(followers))] if followers else -1
         if target not in self.c.brokers:
             target = ids[int(pick * len(ids))]
-            fault.note += "; role unresolved, target by draw"
+            fault.note = "role unresolved, target by draw"
         fault.target = target
         roles = []
         if target == controller:
@@ -261,7 +271,6 @@ class ChaosRun:
         fault.target_roles = "; ".join(roles)
 
     def inject(self, fault: Fault) -> None:
-        pick = float(fault.note.split("=", 1)[1])
         fault.at = time.monotonic() - self.phase_start
         if fault.kind == "zk_restart":
             self.log(f"#{fault.n} zk_restart, down {fault.hold}s")
@@ -269,7 +278,7 @@ class ChaosRun:
             time.sleep(fault.hold)
             self.c.zk.start()
         else:
-            self.aim(fault, pick)
+            self.aim(fault)
             b = self.broker(fault.target)
             self.log(
                 f"#{fault.n} {fault.kind} broker {fault.target} ({fault.role} of "
@@ -366,8 +375,8 @@ class ChaosRun:
             ).start()
             time.sleep(3)  # steady state before the first fault
             self.phase_start = time.monotonic()
-            for n in range(1, cfg.faults + 1):
-                fault = self.plan(n)
+            for fault in self.plan:
+                n = fault.n
                 rep.faults.append(fault)
                 self.inject(fault)
                 self.check_crashes()
@@ -380,7 +389,7 @@ class ChaosRun:
                     self.heal_everything()
                 else:
                     self.log(f"#{n} recovered {fault.recovered_in:.1f}s after heal")
-                time.sleep(round(self.rng.uniform(*GAP), 2))
+                time.sleep(fault.gap)
             phase_end = time.monotonic()
             self.log("faults done; healing everything, flushing the producer")
             self.heal_everything()
