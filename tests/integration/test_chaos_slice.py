@@ -20,12 +20,13 @@ import pytest
 from tests.chaos.load import Ack
 from tests.chaos.runner import KINDS, ROLES, ChaosConfig, plan_faults, run_chaos
 from tests.chaos.verify import longest_gaps, verify
+from tests.support.cluster import CLUSTER_DEFAULTS
 from tests.support.netns import NetnsNetwork, netns_available
 from tests.support.zookeeper import zookeeper_available
 
 SLICE = [(3609, "confluent"), (7000, "kafka-python")]
 FAULTS = 8
-ZK_SESSION_S = 6.0  # tests/support/cluster.py's zookeeper.session.timeout.ms
+ZK_SESSION_S = int(CLUSTER_DEFAULTS["zookeeper.session.timeout.ms"]) / 1000
 
 
 @pytest.fixture
