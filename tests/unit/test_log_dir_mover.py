@@ -58,9 +58,12 @@ async def test_move_while_appending_keeps_every_batch(setup) -> None:
     mover.alter("t", 0, str(target))  # asking again while it moves: nothing new
     appended = 0
     while mover.moving("t", 0) is not None:
-        rm.append("t", 0, batch(5, value_size=100), 1)  # interleaves with the copy
-        appended += 1
-        await asyncio.sleep(0)
+        # Interleaves with the copy; bounded, so that a slow copier catches up (on a busy
+        # machine unbounded appends outran it and the move never finished).
+        if appended < 300:
+            rm.append("t", 0, batch(5, value_size=100), 1)
+            appended += 1
+        await asyncio.sleep(0 if appended < 300 else 0.001)
     new = lm.get_log("t", 0)
     assert new is not None and new is not source
     assert rm.partition("t", 0).log is new  # type: ignore[union-attr]
