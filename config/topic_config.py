@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 LONG_MAX = 2**63 - 1
@@ -250,79 +251,80 @@ class TopicConfig:
     def items(self) -> list[tuple[str, Any]]:
         return sorted(self._values.items())
 
-    # Typed accessors for the keys the storage layer reads on its hot paths.
-    @property
+    # Typed accessors for the keys the storage layer reads on its hot paths, parsed once
+    # per config (it is immutable: a change makes a new TopicConfig).
+    @cached_property
     def segment_bytes(self) -> int:
         return int(self._values["segment.bytes"])
 
-    @property
+    @cached_property
     def segment_ms(self) -> int:
         return int(self._values["segment.ms"])
 
-    @property
+    @cached_property
     def segment_index_bytes(self) -> int:
         return int(self._values["segment.index.bytes"])
 
-    @property
+    @cached_property
     def index_interval_bytes(self) -> int:
         return int(self._values["index.interval.bytes"])
 
-    @property
+    @cached_property
     def max_message_bytes(self) -> int:
         return int(self._values["max.message.bytes"])
 
-    @property
+    @cached_property
     def log_append_time(self) -> bool:
         return self._values["message.timestamp.type"] == "LogAppendTime"
 
-    @property
+    @cached_property
     def timestamp_before_max_ms(self) -> int:
         return int(self._values["message.timestamp.before.max.ms"])
 
-    @property
+    @cached_property
     def timestamp_after_max_ms(self) -> int:
         return int(self._values["message.timestamp.after.max.ms"])
 
-    @property
+    @cached_property
     def retention_ms(self) -> int:
         return int(self._values["retention.ms"])
 
-    @property
+    @cached_property
     def retention_bytes(self) -> int:
         return int(self._values["retention.bytes"])
 
-    @property
+    @cached_property
     def flush_messages(self) -> int:
         return int(self._values["flush.messages"])
 
-    @property
+    @cached_property
     def flush_ms(self) -> int:
         return int(self._values["flush.ms"])
 
-    @property
+    @cached_property
     def file_delete_delay_ms(self) -> int:
         return int(self._values["file.delete.delay.ms"])
 
-    @property
+    @cached_property
     def cleanup_policy(self) -> frozenset[str]:
         return frozenset(str(self._values["cleanup.policy"]).split(","))
 
-    @property
+    @cached_property
     def compact(self) -> bool:
         return "compact" in self.cleanup_policy
 
-    @property
+    @cached_property
     def delete_retention_ms(self) -> int:
         return int(self._values["delete.retention.ms"])
 
-    @property
+    @cached_property
     def min_cleanable_dirty_ratio(self) -> float:
         return float(self._values["min.cleanable.dirty.ratio"])
 
-    @property
+    @cached_property
     def min_compaction_lag_ms(self) -> int:
         return int(self._values["min.compaction.lag.ms"])
 
-    @property
+    @cached_property
     def min_insync_replicas(self) -> int:
         return int(self._values["min.insync.replicas"])

@@ -33,6 +33,7 @@ from pybroker.storage.file_slice import FileSlice, SegmentFile
 from pybroker.storage.fileio import fsync_path
 from pybroker.storage.handles import Handles
 from pybroker.storage.index import OffsetIndex, TimeIndex
+from pybroker.storage.tail_positions import NO_BATCH, NOT_COVERED, TailPositions
 from pybroker.storage.txn_index import TXN_INDEX_SUFFIX, TransactionIndex
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class LogSegment:
         self.index_interval_bytes = index_interval_bytes
         self.size = size
         self.active = active
+        self._tail = TailPositions()
         self.created_ms = created_ms
         self.roll_jitter_ms = roll_jitter_ms
         # Base offset of the next segment (known once inactive): bounds index checks.
@@ -278,6 +280,7 @@ class LogSegment:
 
         Rebuilds the indexes on the way. Returns the number of bytes truncated.
         """
+        self._tail.clear()
         valid = self._rebuild(validate=True)
         truncated = self.size - valid
         if truncated:
@@ -401,6 +404,7 @@ class LogSegment:
             since_last += size
         self._max_ts, self._offset_of_max_ts = max_ts, offset_of_max
         self._bytes_since_last_index_entry = since_last
+        self._tail.add(payload, self.size, batches)
         self.size = position
 
     def should_roll(
@@ -460,6 +464,13 @@ class LogSegment:
 
     def translate_offset(self, offset: int, start: int = 0) -> tuple[int, BatchHeader] | None:
         """Position and header of the first batch whose last offset is >= ``offset``."""
+        known = self._tail.find(offset, start)
+        if known == NO_BATCH:
+            return None
+        if known != NOT_COVERED:
+            header = self.header_at(known)
+            if header is not None:
+                return known, header
         self.ensure_indexes()
         position = max(self.offset_index.lookup(offset)[1], start)
         for pos, header in self.iter_headers(position):
@@ -596,6 +607,7 @@ class LogSegment:
 
         Returns (bytes truncated, base offset of the first dropped batch or None).
         """
+        self._tail.clear()
         found = self.translate_offset(offset)
         if found is None:
             return 0, None
@@ -665,6 +677,7 @@ class LogSegment:
         """Rename ``<file><suffix>`` to each of this segment's files (a cleaned segment's
         ``.swap`` files going live): the indexes first, the log last, so a crash in between
         leaves the ``.log.swap`` that load-time recovery finishes from."""
+        self._tail.clear()
         for path in (self.offset_index.path, self.time_index.path, self.log_path):
             os.rename(path.with_name(path.name + suffix), path)
 
