@@ -30,6 +30,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pybroker.broker.connection_limits import NetworkContext
@@ -40,9 +41,11 @@ from pybroker.broker.handlers.api_versions import (
     unsupported_version_body,
 )
 from pybroker.broker.handlers.registry import REGISTRY, ApiSpec
+from pybroker.broker.purgatory import SentResponse
 from pybroker.broker.receive_buffers import BufferPool
 from pybroker.protocol.codec import (
     FrameError,
+    RequestHeader,
     decode_request_body,
     encode_body,
     parse_request_header,
@@ -460,6 +463,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.principal,
             self.sasl is not None and self.sasl.token_authenticated,
             self.client_software,
+            partial(self._respond_now, header) if header.api_key == 1 else None,
         )
         if not served_min_version(spec, self.broker) <= header.api_version <= spec.max_version:
             if header.api_key == 18:  # ApiVersions answers any version (KIP-511)
@@ -496,6 +500,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
         timing = self.network.requests.begin(ctx, SIZE_PREFIX + len(frame), self.last_active)
         result = await spec.handler(ctx, body)
         timing.handled(result)
+        if type(result) is SentResponse:  # a woken fetch, answered by _respond_now
+            flexible = response_header_flexible(header.api_key, header.api_version)
+            timing.done(SIZE_PREFIX + 4 + flexible + result.size)
+            return
         throttle_ms = 0
         quotas = getattr(self.broker, "client_quotas", None)
         if quotas is not None and quotas.active:  # KIP-219: answer now, then mute
@@ -550,12 +558,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None:
             return
-        pending = bytearray(response_prefix(correlation_id, flexible, resp.size))
         if resp.size <= INLINE_RESPONSE_BYTES:
-            for part in resp.parts:
-                pending += part if isinstance(part, (bytes, bytearray)) else _read_slice(part)
-            transport.write(bytes(pending))
+            self._write_inline(correlation_id, flexible, resp)
             return
+        pending = bytearray(response_prefix(correlation_id, flexible, resp.size))
         for part in resp.parts:
             if isinstance(part, (bytes, bytearray)):
                 pending += part
@@ -568,6 +574,30 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 return
         if pending:
             transport.write(bytes(pending))
+
+    def _write_inline(self, correlation_id: int, flexible: bool, resp: EncodedResponse) -> None:
+        """A small response as one write, its file slices read into it."""
+        pending = bytearray(response_prefix(correlation_id, flexible, resp.size))
+        for part in resp.parts:
+            pending += part if isinstance(part, (bytes, bytearray)) else _read_slice(part)
+        self.transport.write(bytes(pending))  # type: ignore[union-attr]
+
+    def _respond_now(self, header: RequestHeader, resp: EncodedResponse) -> Any:
+        """A parked Fetch completed by an append on another request (the purgatory's
+        try_complete): send it from there, a loop turn before its own task would. Only a
+        small response with nothing left to change it: a large one needs sendfile's
+        awaits, and a client quota may throttle or trim the response."""
+        quotas = getattr(self.broker, "client_quotas", None)
+        if (
+            self.transport is None
+            or self._closing
+            or resp.size > INLINE_RESPONSE_BYTES
+            or (quotas is not None and quotas.active)
+        ):
+            return resp
+        flexible = response_header_flexible(header.api_key, header.api_version)
+        self._write_inline(header.correlation_id, flexible, resp)
+        return SentResponse(resp.size)
 
     async def _sendfile(self, part: Any) -> None:
         """Send a FileSlice: sendfile while the socket takes it, copy a chunk when full."""

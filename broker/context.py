@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pybroker.protocol.codec import RequestHeader
 
@@ -28,6 +29,10 @@ class RequestContext:
     # KIP-511: the client's software name and version from its ApiVersions request
     # (what KIP-714 client-metrics subscriptions match on).
     client_software: tuple[str, str] = ("unknown", "unknown")
+    # Fetch only: writes a response completed outside the fetch's own task (a parked
+    # fetch woken by an append) straight to the connection, when it may; returns what the
+    # handler then returns (a SentResponse, or the response for the connection to send).
+    respond_now: Callable[[Any], Any] | None = None
 
     @property
     def version(self) -> int:

@@ -39,6 +39,8 @@ from pybroker.replication.zk_client import (
     Subscription,
     ZkBadVersionError,
     ZkClient,
+    ZkConnectionLossError,
+    ZkConnectionTimeoutError,
     ZkMultiError,
     ZkNodeExistsError,
     ZkNoNodeError,
@@ -160,13 +162,31 @@ class KafkaZkStore:
         session of ours owns it (ZOOKEEPER-2985) it is deleted and created again; if another
         session owns it (e.g. this broker's previous incarnation, not yet expired) we wait
         up to ``stale_timeout_s`` (default: twice the session timeout) for it to go away.
+
+        ZooKeeper going away meanwhile (a restart) does not end the wait: a restarted server
+        gives every session a fresh timeout, so the stale one expires that much later. A
+        lost connection is retried, and the wait restarts once connected, within twice the
+        wait in all; Kafka would give up after one connection timeout.
         """
         path = zd.broker_path(reg.broker_id)
         data = zd.encode_broker(replace(reg, timestamp_ms=_now_ms()))
         timeout = stale_timeout_s
         if timeout is None:
             timeout = 2 * self.client.session_timeout_ms / 1000
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        give_up = deadline + timeout
+        while True:
+            try:
+                return await self._register_once(path, data, reg.broker_id, deadline)
+            except (ZkConnectionLossError, ZkConnectionTimeoutError) as exc:
+                if loop.time() >= give_up:
+                    raise
+                log.warning("ZooKeeper unavailable while registering %s (%s): retrying", path, exc)
+                deadline = min(loop.time() + timeout, give_up)
+
+    async def _register_once(self, path: str, data: bytes, broker_id: int, deadline: float) -> int:
+        """One pass of register_broker until created, refused, or the connection is lost."""
         while True:
             try:
                 results = await self.client.multi(
@@ -174,9 +194,7 @@ class KafkaZkStore:
                 )
                 stat: ZkStat = results[1]
                 self._registered_session = self.client.session_id
-                log.info(
-                    "registered broker %d at %s, broker epoch %d", reg.broker_id, path, stat.czxid
-                )
+                log.info("registered broker %d at %s, broker epoch %d", broker_id, path, stat.czxid)
                 return stat.czxid
             except ZkMultiError as e:
                 if not isinstance(e.cause, ZkNodeExistsError):
@@ -196,7 +214,7 @@ class KafkaZkStore:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 raise BrokerIdInUseError(
-                    f"{path} is held by session 0x{owner:x}: broker id {reg.broker_id} is in use"
+                    f"{path} is held by session 0x{owner:x}: broker id {broker_id} is in use"
                 )
             log.info(
                 "%s is held by session 0x%x; waiting up to %.1fs for it to expire",

@@ -357,13 +357,46 @@ async def handle_fetch(ctx: RequestContext, request: Any) -> EncodedResponse:
     min_bytes = max(int(request.min_bytes), 1)
     deadline = time.monotonic() + max_wait
     purgatory = ctx.broker.purgatory
+
+    def try_complete() -> Any:
+        """Kafka's DelayedFetch.tryComplete, run by whoever woke this fetch: None while
+        there is still not enough to answer, else the response (sent if it could be)."""
+        topics, total, _ = _read_all(ctx, request, groups)
+        if not _can_answer(ctx, topics, total, min_bytes, deadline):
+            return None
+        response = _answer(ctx, request, session, topics)
+        return response if ctx.respond_now is None else ctx.respond_now(response)
+
     while True:
         topics, total, keys = _read_all(ctx, request, groups)
-        errors = any(p.error_code for t in topics for p in t.partitions)
-        remaining = deadline - time.monotonic()
-        if total >= min_bytes or errors or remaining <= 0 or ctx.broker.stopping:
+        if _can_answer(ctx, topics, total, min_bytes, deadline):
             break
-        await remote(purgatory.wait(keys, remaining))
+        # v0-3 answers are down-converted: that stays on this fetch's own task.
+        woken = await remote(
+            purgatory.wait(keys, deadline - time.monotonic(), try_complete if v >= 4 else None)
+        )
+        if woken is not True and woken is not False:
+            return woken  # try_complete answered (and maybe sent) it
+    return _answer(ctx, request, session, topics)
+
+
+def _can_answer(
+    ctx: RequestContext, topics: list[FetchTopic], total: int, min_bytes: int, deadline: float
+) -> bool:
+    """Enough bytes, an error to report, the wait is over, or the broker is stopping."""
+    return (
+        total >= min_bytes
+        or any(p.error_code for t in topics for p in t.partitions)
+        or deadline - time.monotonic() <= 0
+        or ctx.broker.stopping
+    )
+
+
+def _answer(
+    ctx: RequestContext, request: Any, session: FetchContext | None, topics: list[FetchTopic]
+) -> EncodedResponse:
+    """The Fetch response for what was read: statistics, the session's view, encoding."""
+    v = ctx.version
     if v < 4:
         _down_convert(request, topics, v)
     stats = ctx.broker.replica_manager.topic_stats

@@ -3,6 +3,12 @@
 As Kafka's handleListOffsetRequest: the last fetchable offset is the last stable offset
 for read_committed (v2+ isolation level 1), else the high watermark; LATEST answers it and
 a timestamp lookup only finds offsets below it.
+
+Right after a leader change the new leader's high watermark can sit below where its epoch
+starts, until its followers fetch: records the previous leader acknowledged are then above
+it. A consumer asking for LATEST, or for a timestamp found at or past the high watermark,
+gets OFFSET_NOT_AVAILABLE (retriable; Partition.fetchOffsetForTimestamp) rather than an
+end offset short of acknowledged records.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ def _lookup(ctx: RequestContext, request: Any, topic: str, p: Any) -> dict[str, 
     index = int(p.partition_index)
     out = dict(partition_index=index, error_code=ErrorCode.none, timestamp=-1, offset=-1)
     try:
-        lg = ctx.broker.replica_manager.leader_log(topic, index)
+        part = ctx.broker.replica_manager.leader_partition(topic, index)
+        lg = part.log
         state = ctx.broker.image.partition(topic, index)
         epoch = state.leader_epoch if state else -1
         current = int(getattr(p, "current_leader_epoch", -1))
@@ -50,13 +57,17 @@ def _lookup(ctx: RequestContext, request: Any, topic: str, p: Any) -> dict[str, 
         ts = int(p.timestamp)
         # Only a consumer's isolation level counts (ReplicaManager.fetchOffset); anyone
         # else may see up to the log end (Partition.fetchOffsetForTimestamp).
-        if int(request.replica_id) != CONSUMER_REPLICA:
+        consumer = int(request.replica_id) == CONSUMER_REPLICA
+        lagging = consumer and part.leader_epoch_start_offset > lg.high_watermark
+        if not consumer:
             fetchable = lg.log_end_offset
         elif int(getattr(request, "isolation_level", 0)) == READ_COMMITTED:
             fetchable = lg.last_stable_offset
         else:
             fetchable = lg.high_watermark
         if ts == LATEST:
+            if lagging:
+                raise _not_available(lg.high_watermark, part.leader_epoch_start_offset)
             out.update(offset=fetchable, leader_epoch=epoch)
         elif ts in (EARLIEST, EARLIEST_LOCAL):
             out.update(offset=lg.log_start_offset, leader_epoch=epoch)
@@ -69,9 +80,18 @@ def _lookup(ctx: RequestContext, request: Any, topic: str, p: Any) -> dict[str, 
                 offset, stamp, found_epoch = found
                 if offset < fetchable:
                     out.update(offset=offset, timestamp=stamp, leader_epoch=found_epoch)
+                elif lagging:
+                    raise _not_available(lg.high_watermark, part.leader_epoch_start_offset)
     except KafkaError as exc:
         out["error_code"] = exc.code
     return out
+
+
+def _not_available(high_watermark: int, epoch_start: int) -> KafkaError:
+    return KafkaError(
+        f"high watermark {high_watermark} is behind the start of this leader epoch ({epoch_start})",
+        ErrorCode.offset_not_available,
+    )
 
 
 @api(2, "ListOffsets", 1, 10)

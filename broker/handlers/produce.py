@@ -379,10 +379,12 @@ async def handle_produce(ctx: RequestContext, request: Any) -> Any:
                 )
             )
         responses.append(dict(name=name or "", topic_id=topic_id, partition_responses=parts))
+    # Parked fetches these appends woke answer first, from here (Kafka completes delayed
+    # fetches on the append's thread): a consumer sees the record before the producer
+    # hears back. One its try_complete could not send (large, throttled) is a task that
+    # still has to run: the producer gives it one loop turn.
+    broker.purgatory.complete_ready()
     if broker.purgatory.wakes != wakes:
-        # These appends woke parked fetches (consumers, followers): let them read and answer
-        # before this response is built, as Kafka completes delayed fetches on the append's
-        # thread. A consumer sees the record sooner; the producer waits one loop turn.
         await asyncio.sleep(0)
     if to_flush:
         # flush.messages reached: fsync before acknowledging, off the event loop.

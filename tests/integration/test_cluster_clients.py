@@ -320,6 +320,37 @@ def confluent_retriable(err: Any) -> bool:
     return bool(err.retriable()) or err.name() in RETRIABLE_NAMES
 
 
+# Right after a leader change the new leader may answer ListOffsets OFFSET_NOT_AVAILABLE
+# (78) until its high watermark catches up (as Kafka does): the final readers retry it.
+END_OFFSET_RETRY_S = 30
+
+
+def confluent_end_offset(reader: Any, tp: Any) -> int:
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + END_OFFSET_RETRY_S
+    while True:
+        try:
+            return reader.get_watermark_offsets(tp, 10)[1]
+        except KafkaException as exc:
+            if exc.args[0].code() != 78 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+async def aiokafka_end_offsets(consumer: Any, tps: list[Any]) -> dict[Any, int]:
+    import aiokafka.errors
+
+    deadline = time.monotonic() + END_OFFSET_RETRY_S
+    while True:
+        try:
+            return await consumer.end_offsets(tps)
+        except aiokafka.errors.UnknownError:  # aiokafka has no class for error 78
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 def test_confluent_kafka(cluster: Cluster) -> None:
     from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
@@ -408,7 +439,7 @@ def test_confluent_kafka(cluster: Cluster) -> None:
     reader = Consumer(
         {"bootstrap.servers": cluster.bootstrap, "group.id": f"{topic}-final", "error_cb": print}
     )
-    ends = {p: reader.get_watermark_offsets(TopicPartition(topic, p), 10)[1] for p in range(3)}
+    ends = {p: confluent_end_offset(reader, TopicPartition(topic, p)) for p in range(3)}
     reader.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     position = dict.fromkeys(range(PARTITIONS), 0)
     deadline = time.monotonic() + 60
@@ -629,7 +660,7 @@ def test_aiokafka(cluster: Cluster) -> None:
         try:
             final.assign(tps)
             await final.seek_to_beginning()
-            ends = await final.end_offsets(tps)
+            ends = await aiokafka_end_offsets(final, tps)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 positions = [await final.position(tp) for tp in tps]
@@ -876,6 +907,16 @@ def test_kcat(cluster: Cluster) -> None:
                 live.wait(10)
         for t in readers:
             t.join(10)
+    # kcat -e stops at each partition's high watermark: first let a new leader's catch up
+    # with what was acknowledged (ListOffsets answers 78 until it has).
+    from confluent_kafka import Consumer, TopicPartition
+
+    probe = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"{topic}-probe"})
+    try:
+        for p in range(PARTITIONS):
+            confluent_end_offset(probe, TopicPartition(topic, p))
+    finally:
+        probe.close()
     res = subprocess.run(
         ["kcat", "-C", "-b", cluster.bootstrap, "-t", topic, "-o", "beginning", "-e", "-q"]
         + ["-f", fmt],

@@ -281,9 +281,10 @@ async def test_ephemeral_registration_and_membership_watch_on_the_loop(zookeeper
         sub.cancel()
 
 
-async def test_register_waits_for_a_stale_ephemeral_to_expire(zookeeper, tmp_path):
-    # A "crashed broker": a process that registered id 1 and is killed -9, leaving its
-    # session (and ephemeral) alive on the server until the session timeout.
+@contextlib.asynccontextmanager
+async def crashed_broker(zookeeper) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """A "crashed broker": a process that registered id 1, to be killed -9 by the test,
+    leaving its session (and ephemeral) alive on the server until the session timeout."""
     script = (
         "import sys, time\n"
         "from kazoo.client import KazooClient\n"
@@ -298,22 +299,48 @@ async def test_register_waits_for_a_stale_ephemeral_to_expire(zookeeper, tmp_pat
         assert proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
         assert line.strip() == b"registered"
-        async with open_store(zookeeper) as store:
-            with pytest.raises(BrokerIdInUseError):
-                await store.register_broker(registration(1), stale_timeout_s=0.3)
-            proc.kill()
-            proc.wait(10)
-            t0 = time.monotonic()
-            await store.register_broker(registration(1), stale_timeout_s=20)
-            waited = time.monotonic() - t0
-            assert 0.5 < waited < 15, waited
-            reg = await store.get_broker(1)
-            assert reg is not None and reg.endpoints[0].port == 9093
-            # Registering again on the same session is idempotent.
-            await store.register_broker(registration(1))
+        yield proc
     finally:
         proc.kill()
         proc.wait(10)
+
+
+async def test_register_waits_for_a_stale_ephemeral_to_expire(zookeeper, tmp_path):
+    async with crashed_broker(zookeeper) as proc, open_store(zookeeper) as store:
+        with pytest.raises(BrokerIdInUseError):
+            await store.register_broker(registration(1), stale_timeout_s=0.3)
+        proc.kill()
+        proc.wait(10)
+        t0 = time.monotonic()
+        await store.register_broker(registration(1), stale_timeout_s=20)
+        waited = time.monotonic() - t0
+        assert 0.5 < waited < 15, waited
+        reg = await store.get_broker(1)
+        assert reg is not None and reg.endpoints[0].port == 9093
+        # Registering again on the same session is idempotent.
+        await store.register_broker(registration(1))
+
+
+async def test_register_outlasts_a_zookeeper_restart_while_waiting(zookeeper, tmp_path):
+    """A broker restarted after kill -9 waits for its old session's ephemeral; ZooKeeper
+    restarting meanwhile (longer than the connection timeout) must not end its start-up:
+    the restarted server gives the old session a fresh timeout, and the wait goes on."""
+    async with crashed_broker(zookeeper) as proc:
+        proc.kill()
+        proc.wait(10)
+        async with open_store(zookeeper) as store:
+            store.client.connection_timeout_ms = 700
+            registering = asyncio.ensure_future(
+                store.register_broker(registration(1), stale_timeout_s=6)
+            )
+            await asyncio.sleep(0.3)
+            assert not registering.done()  # waiting for the stale ephemeral
+            await asyncio.to_thread(zookeeper.stop)
+            await asyncio.sleep(1.5)  # over the connection timeout
+            await asyncio.to_thread(zookeeper.start)
+            epoch = await asyncio.wait_for(registering, 30)
+            reg = await store.get_broker(1)
+            assert reg is not None and reg.epoch == epoch and reg.endpoints[0].port == 9093
 
 
 # ------------------------------------------------------------------------------------- controller
