@@ -81,7 +81,7 @@ class CloseConnection(Exception):
 
 def _read_slice(part: Any) -> bytes:
     """A file slice's bytes, for a response small enough to send in one write."""
-    data = os.pread(part.file.fileno(), part.length, part.position)
+    data = part.read()
     if len(data) != part.length:
         raise CloseConnection("file slice shorter than announced")
     return data
@@ -499,11 +499,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
             )
         timing = self.network.requests.begin(ctx, SIZE_PREFIX + len(frame), self.last_active)
         result = await spec.handler(ctx, body)
-        timing.handled(result)
         if type(result) is SentResponse:  # a woken fetch, answered by _respond_now
+            timing.handled(None)  # its errors were counted by record_fetch
             flexible = response_header_flexible(header.api_key, header.api_version)
             timing.done(SIZE_PREFIX + 4 + flexible + result.size)
             return
+        timing.handled(result)
         throttle_ms = 0
         quotas = getattr(self.broker, "client_quotas", None)
         if quotas is not None and quotas.active:  # KIP-219: answer now, then mute
@@ -577,10 +578,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def _write_inline(self, correlation_id: int, flexible: bool, resp: EncodedResponse) -> None:
         """A small response as one write, its file slices read into it."""
-        pending = bytearray(response_prefix(correlation_id, flexible, resp.size))
+        pieces = [response_prefix(correlation_id, flexible, resp.size)]
         for part in resp.parts:
-            pending += part if isinstance(part, (bytes, bytearray)) else _read_slice(part)
-        self.transport.write(bytes(pending))  # type: ignore[union-attr]
+            pieces.append(part if isinstance(part, (bytes, bytearray)) else _read_slice(part))
+        self.transport.write(b"".join(pieces))  # type: ignore[union-attr]
 
     def _respond_now(self, header: RequestHeader, resp: EncodedResponse) -> Any:
         """A parked Fetch completed by an append on another request (the purgatory's
